@@ -1,0 +1,177 @@
+//! Startup and shutdown: build every component from configuration, bind
+//! the listener, serve until a stop signal, then drain within a bound and
+//! flush what is pending.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::analyze::ExtractiveAnalyst;
+use crate::auth::Authenticator;
+use crate::config::{Config, Environment};
+use crate::embed::{Embedder, HashEmbedder};
+use crate::http::{AppInner, AppState, router};
+use crate::store::Db;
+use crate::usage::UsageRecorder;
+use crate::vectors::VectorStore;
+use crate::vectors::edge::EdgeStore;
+
+/// How often usage counters are written to the store.
+const USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A built service, bound to its port, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Build every component and bind the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let state = build_state(config).await?;
+        let listener = TcpListener::bind(state.config.bind)
+            .await
+            .with_context(|| format!("ANALYZER_BIND: cannot listen on {}", state.config.bind))?;
+        Ok(Self { listener, state })
+    }
+
+    /// The bound address (the real port when configured with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// In development with no key configured: an admin token signed with
+    /// the generated key, for the operator to start with.
+    pub fn dev_admin_token(&self) -> Option<String> {
+        let config = &self.state.config;
+        let dev = config.environment == Environment::Development
+            && config.jwt.secret.is_none()
+            && config.jwt.public_key_pem.is_none()
+            && config.jwt.jwks_url.is_none();
+        dev.then(|| {
+            self.state
+                .auth
+                .mint(None, true, Duration::from_secs(24 * 3600))
+        })
+        .flatten()
+    }
+
+    /// Serve until `shutdown` resolves, then stop accepting, let in-flight
+    /// requests finish within the configured bound, and flush.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self { listener, state } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        let usage_task = tokio::spawn(state.usage.clone().run(
+            state.db.clone(),
+            USAGE_FLUSH_INTERVAL,
+            stop_rx.clone(),
+        ));
+
+        let mut server_stop = stop_rx.clone();
+        let app = router(state.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = server_stop.changed().await;
+                })
+                .await
+        });
+
+        shutdown.await;
+        tracing::info!(
+            timeout_s = state.config.shutdown_timeout.as_secs(),
+            "stop signal received; draining"
+        );
+        let _ = stop_tx.send(true);
+        match tokio::time::timeout(state.config.shutdown_timeout, server).await {
+            Ok(Ok(Ok(()))) => tracing::info!("drained"),
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error while draining"),
+            Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+            Err(_) => tracing::warn!("drain timed out; closing remaining connections"),
+        }
+        if let Err(e) = usage_task.await {
+            tracing::error!(error = %e, "usage flusher failed");
+        }
+        if let Err(e) = state.vectors.flush().await {
+            tracing::error!(error = %e, "vector store flush failed");
+        }
+        state.db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Build the shared state: store (migrated), auth, embedder, vectors, analyst.
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "ANALYZER_DATA_DIR: cannot create {}",
+            config.data_dir.display()
+        )
+    })?;
+    let db = connect_store(&config).await?;
+    let auth = Authenticator::from_config(&config)?;
+    let embedder: Arc<dyn Embedder> = Arc::new(HashEmbedder::default());
+    let vector_dir = config.data_dir.join("vectors");
+    let (model, dims) = (embedder.model().to_owned(), embedder.dimensions());
+    let vectors: Arc<dyn VectorStore> = Arc::new(
+        tokio::task::spawn_blocking(move || EdgeStore::open(&vector_dir, &model, dims))
+            .await
+            .context("opening the vector store")??,
+    );
+    Ok(AppState::new(AppInner {
+        config,
+        db,
+        auth,
+        embedder,
+        vectors,
+        analyst: Arc::new(ExtractiveAnalyst::default()),
+        usage: UsageRecorder::default(),
+    }))
+}
+
+/// Connect to the configured database and apply migrations.
+pub async fn connect_store(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(config)
+        .await
+        .context("DATABASE_URL: cannot connect to the database")?;
+    db.migrate().await.context("applying database migrations")?;
+    Ok(db)
+}
+
+/// Resolves on SIGTERM (ECS stopping the task) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,599 @@
+//! Configuration: environment variables (12-factor), optionally merged over a
+//! TOML file named by `ANALYZER_CONFIG`, parsed once into typed, validated
+//! structs. A bad value is an error naming the variable and what was expected.
+//!
+//! The TOML file is flattened into the same names as the environment: a key
+//! `bind` under `[analyzer]` is `ANALYZER_BIND`, a top-level `database_url`
+//! is `DATABASE_URL`. The environment wins over the file.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::tenants::Tier;
+
+/// Where configuration values come from. Tests pass a map instead of
+/// touching the process environment.
+pub trait Env {
+    /// The raw value of `name`, if set (an empty value counts as unset).
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned().filter(|v| !v.is_empty())
+    }
+}
+
+/// An environment layered over another: the first one that has a value wins.
+struct Layered<'a> {
+    top: &'a dyn Env,
+    bottom: HashMap<String, String>,
+}
+
+impl Env for Layered<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.top.var(name).or_else(|| self.bottom.var(name))
+    }
+}
+
+/// A configuration error: which variable, and what was wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The value was present but not valid.
+    #[error("{name}: {message}")]
+    Invalid {
+        /// The variable name.
+        name: String,
+        /// What was expected.
+        message: String,
+    },
+    /// The TOML file could not be read or parsed.
+    #[error("ANALYZER_CONFIG ({path}): {message}")]
+    File {
+        /// The file path.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+fn invalid(name: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name: name.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// The deployment environment; production forbids dev conveniences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// Local development: a signing key is generated if none is configured.
+    Development,
+    /// Production: a token verification key must be configured.
+    Production,
+}
+
+/// How tokens are verified.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// HS256 shared secret (`JWT_SECRET`); also used to mint tokens.
+    pub secret: Option<SecretString>,
+    /// RS256/ES256 public key in PEM (`JWT_PUBLIC_KEY`).
+    pub public_key_pem: Option<String>,
+    /// JWKS endpoint (`JWT_JWKS_URL`).
+    pub jwks_url: Option<String>,
+    /// Required `iss` claim, when set.
+    pub issuer: Option<String>,
+    /// Required `aud` claim, when set.
+    pub audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
+/// The limits of one tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct TierLimits {
+    /// Requests in flight at once.
+    pub concurrent_requests: u32,
+    /// Requests per minute.
+    pub requests_per_minute: u32,
+    /// Bytes of cached query results.
+    pub query_cache_bytes: u64,
+    /// Bytes of stored vectors and payload.
+    pub vector_storage_bytes: u64,
+    /// Database connections held at once.
+    pub db_connections: u32,
+    /// Extra database connections allowed in bursts.
+    pub db_connections_burst: u32,
+}
+
+impl TierLimits {
+    /// The contract's defaults for a tier.
+    pub const fn defaults(tier: Tier) -> Self {
+        const MIB: u64 = 1024 * 1024;
+        const GIB: u64 = 1024 * MIB;
+        match tier {
+            Tier::Premium => Self {
+                concurrent_requests: 100,
+                requests_per_minute: 500,
+                query_cache_bytes: 128 * MIB,
+                vector_storage_bytes: 10 * GIB,
+                db_connections: 5,
+                db_connections_burst: 10,
+            },
+            Tier::Standard => Self {
+                concurrent_requests: 20,
+                requests_per_minute: 100,
+                query_cache_bytes: 32 * MIB,
+                vector_storage_bytes: 2 * GIB,
+                db_connections: 2,
+                db_connections_burst: 5,
+            },
+        }
+    }
+}
+
+/// Limits on what one request may carry.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most documents in one ingest request.
+    pub max_batch_documents: usize,
+    /// Largest document text, in bytes.
+    pub max_document_bytes: usize,
+    /// Largest `top_k` for search and analyze.
+    pub max_top_k: usize,
+    /// Whole-request timeout.
+    pub request_timeout: Duration,
+}
+
+/// How documents are split before embedding.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkingConfig {
+    /// Target chunk size, in characters.
+    pub chunk_chars: usize,
+    /// Characters repeated from the end of one chunk at the start of the next.
+    pub overlap_chars: usize,
+}
+
+/// The whole, validated configuration of the service.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address for `serve`.
+    pub bind: SocketAddr,
+    /// Development or production.
+    pub environment: Environment,
+    /// Where embedded stores live.
+    pub data_dir: PathBuf,
+    /// `postgres://…` or `sqlite://…`; `None` means the SQLite file in the data dir.
+    pub database_url: Option<SecretString>,
+    /// Upper bound of the database pool.
+    pub db_max_connections: u32,
+    /// Token verification.
+    pub jwt: JwtConfig,
+    /// Browser origins allowed by CORS.
+    pub cors_origins: Vec<String>,
+    /// Per-request limits.
+    pub limits: RequestLimits,
+    /// Chunking of ingested text.
+    pub chunking: ChunkingConfig,
+    /// How long a resolved tenant record is trusted before it is re-read.
+    pub tenant_cache_ttl: Duration,
+    /// Bound on the graceful drain after SIGTERM/SIGINT.
+    pub shutdown_timeout: Duration,
+    /// Limits of each tier.
+    pub premium: TierLimits,
+    /// Limits of each tier.
+    pub standard: TierLimits,
+}
+
+impl Config {
+    /// Load from the process environment (and `ANALYZER_CONFIG` if set).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::load(&ProcessEnv)
+    }
+
+    /// Load from any [`Env`], merging the TOML file it names, if any.
+    pub fn load(env: &dyn Env) -> Result<Self, ConfigError> {
+        let file = match env.var("ANALYZER_CONFIG") {
+            Some(path) => read_toml_file(Path::new(&path))?,
+            None => HashMap::new(),
+        };
+        Self::parse(&Layered {
+            top: env,
+            bottom: file,
+        })
+    }
+
+    /// The limits for a tier.
+    pub fn tier_limits(&self, tier: Tier) -> TierLimits {
+        match tier {
+            Tier::Premium => self.premium,
+            Tier::Standard => self.standard,
+        }
+    }
+
+    fn parse(env: &dyn Env) -> Result<Self, ConfigError> {
+        for (name, issue) in [
+            ("REDIS_URL", "issue 3"),
+            ("QDRANT_URL", "issue 3"),
+            ("OPENAI_API_KEY", "issue 3"),
+            ("ANALYZER_SSM_PATH", "issue 3"),
+        ] {
+            if env.var(name).is_some() {
+                return Err(invalid(
+                    name,
+                    format!(
+                        "this build has only the embedded backend; the remote one is not built yet ({issue}). Unset it to use the embedded default"
+                    ),
+                ));
+            }
+        }
+
+        let environment = match env.var("ANALYZER_ENV").as_deref() {
+            None | Some("development") | Some("dev") => Environment::Development,
+            Some("production") | Some("prod") => Environment::Production,
+            Some(other) => {
+                return Err(invalid(
+                    "ANALYZER_ENV",
+                    format!("expected `development` or `production`, got `{other}`"),
+                ));
+            }
+        };
+
+        let database_url = env.var("DATABASE_URL");
+        if let Some(url) = &database_url {
+            if !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:"))
+            {
+                return Err(invalid(
+                    "DATABASE_URL",
+                    "expected a postgres://… or sqlite:… URL",
+                ));
+            }
+        }
+
+        let jwt = JwtConfig {
+            secret: env.var("JWT_SECRET").map(SecretString::from),
+            public_key_pem: env.var("JWT_PUBLIC_KEY"),
+            jwks_url: env.var("JWT_JWKS_URL"),
+            issuer: env.var("JWT_ISSUER"),
+            audience: env.var("JWT_AUDIENCE"),
+            leeway: Duration::from_secs(parse_or(env, "JWT_LEEWAY_SECONDS", 30u64)?),
+        };
+        if let Some(secret) = env.var("JWT_SECRET") {
+            if secret.len() < 32 {
+                return Err(invalid(
+                    "JWT_SECRET",
+                    "expected at least 32 bytes of secret for HS256",
+                ));
+            }
+        }
+        if let Some(url) = &jwt.jwks_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(invalid("JWT_JWKS_URL", "expected an http(s):// URL"));
+            }
+        }
+        if environment == Environment::Production
+            && jwt.secret.is_none()
+            && jwt.public_key_pem.is_none()
+            && jwt.jwks_url.is_none()
+        {
+            return Err(invalid(
+                "JWT_SECRET",
+                "ANALYZER_ENV=production requires JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL",
+            ));
+        }
+
+        let cors_origins = env
+            .var("ANALYZER_CORS_ORIGINS")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        for origin in &cors_origins {
+            if origin != "*"
+                && (!(origin.starts_with("http://") || origin.starts_with("https://"))
+                    || origin.ends_with('/')
+                    || http::HeaderValue::from_str(origin).is_err())
+            {
+                return Err(invalid(
+                    "ANALYZER_CORS_ORIGINS",
+                    format!(
+                        "expected comma-separated origins like https://app.example.com, got `{origin}`"
+                    ),
+                ));
+            }
+        }
+
+        let limits = RequestLimits {
+            max_body_bytes: parse_or(env, "ANALYZER_MAX_BODY_BYTES", 10 * 1024 * 1024)?,
+            max_batch_documents: parse_or(env, "ANALYZER_MAX_BATCH_DOCUMENTS", 256)?,
+            max_document_bytes: parse_or(env, "ANALYZER_MAX_DOCUMENT_BYTES", 1024 * 1024)?,
+            max_top_k: parse_or(env, "ANALYZER_MAX_TOP_K", 100)?,
+            request_timeout: Duration::from_secs(parse_or(
+                env,
+                "ANALYZER_REQUEST_TIMEOUT_SECONDS",
+                30u64,
+            )?),
+        };
+        positive(limits.max_body_bytes as u64, "ANALYZER_MAX_BODY_BYTES")?;
+        positive(
+            limits.max_batch_documents as u64,
+            "ANALYZER_MAX_BATCH_DOCUMENTS",
+        )?;
+        positive(
+            limits.max_document_bytes as u64,
+            "ANALYZER_MAX_DOCUMENT_BYTES",
+        )?;
+        positive(limits.max_top_k as u64, "ANALYZER_MAX_TOP_K")?;
+        positive(
+            limits.request_timeout.as_secs(),
+            "ANALYZER_REQUEST_TIMEOUT_SECONDS",
+        )?;
+
+        let chunking = ChunkingConfig {
+            chunk_chars: parse_or(env, "ANALYZER_CHUNK_CHARS", 800)?,
+            overlap_chars: parse_or(env, "ANALYZER_CHUNK_OVERLAP_CHARS", 100)?,
+        };
+        if chunking.chunk_chars < 50 {
+            return Err(invalid(
+                "ANALYZER_CHUNK_CHARS",
+                "expected at least 50 characters",
+            ));
+        }
+        if chunking.overlap_chars * 2 > chunking.chunk_chars {
+            return Err(invalid(
+                "ANALYZER_CHUNK_OVERLAP_CHARS",
+                "expected at most half of ANALYZER_CHUNK_CHARS",
+            ));
+        }
+
+        Ok(Self {
+            bind: parse_or(env, "ANALYZER_BIND", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
+            environment,
+            data_dir: env
+                .var("ANALYZER_DATA_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("./data")),
+            database_url: database_url.map(SecretString::from),
+            db_max_connections: parse_or(env, "ANALYZER_DB_MAX_CONNECTIONS", 16)?,
+            jwt,
+            cors_origins,
+            limits,
+            chunking,
+            tenant_cache_ttl: Duration::from_millis(parse_or(
+                env,
+                "ANALYZER_TENANT_CACHE_MS",
+                5000u64,
+            )?),
+            shutdown_timeout: Duration::from_secs(parse_or(
+                env,
+                "ANALYZER_SHUTDOWN_TIMEOUT_SECONDS",
+                25u64,
+            )?),
+            premium: tier_limits(env, Tier::Premium)?,
+            standard: tier_limits(env, Tier::Standard)?,
+        })
+    }
+}
+
+fn tier_limits(env: &dyn Env, tier: Tier) -> Result<TierLimits, ConfigError> {
+    let d = TierLimits::defaults(tier);
+    let prefix = format!("ANALYZER_TIER_{}_", tier.as_str().to_ascii_uppercase());
+    let var = |suffix: &str| format!("{prefix}{suffix}");
+    let limits = TierLimits {
+        concurrent_requests: parse_or(env, &var("CONCURRENT_REQUESTS"), d.concurrent_requests)?,
+        requests_per_minute: parse_or(env, &var("REQUESTS_PER_MINUTE"), d.requests_per_minute)?,
+        query_cache_bytes: parse_or(env, &var("QUERY_CACHE_BYTES"), d.query_cache_bytes)?,
+        vector_storage_bytes: parse_or(env, &var("VECTOR_STORAGE_BYTES"), d.vector_storage_bytes)?,
+        db_connections: parse_or(env, &var("DB_CONNECTIONS"), d.db_connections)?,
+        db_connections_burst: parse_or(env, &var("DB_CONNECTIONS_BURST"), d.db_connections_burst)?,
+    };
+    positive(
+        u64::from(limits.concurrent_requests),
+        &var("CONCURRENT_REQUESTS"),
+    )?;
+    positive(
+        u64::from(limits.requests_per_minute),
+        &var("REQUESTS_PER_MINUTE"),
+    )?;
+    positive(u64::from(limits.db_connections), &var("DB_CONNECTIONS"))?;
+    Ok(limits)
+}
+
+fn positive(value: u64, name: &str) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(invalid(name, "expected a value greater than zero"));
+    }
+    Ok(())
+}
+
+fn parse_or<T>(env: &dyn Env, name: &str, default: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr,
+{
+    match env.var(name) {
+        None => Ok(default),
+        Some(raw) => raw.trim().parse().map_err(|_| {
+            invalid(
+                name,
+                format!("could not parse `{raw}` as {}", short_type_name::<T>()),
+            )
+        }),
+    }
+}
+
+fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    match full {
+        "u32" | "u64" | "usize" => "a non-negative integer",
+        _ if full.ends_with("SocketAddr") => "an address like 0.0.0.0:8000",
+        _ => full.rsplit("::").next().unwrap_or(full),
+    }
+}
+
+fn read_toml_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    let file_error = |message: String| ConfigError::File {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+    let mut flat = HashMap::new();
+    flatten("", &table, &mut flat).map_err(file_error)?;
+    Ok(flat)
+}
+
+fn flatten(
+    prefix: &str,
+    table: &toml::Table,
+    out: &mut HashMap<String, String>,
+) -> Result<(), String> {
+    for (key, value) in table {
+        let name = if prefix.is_empty() {
+            key.to_ascii_uppercase()
+        } else {
+            format!("{prefix}_{}", key.to_ascii_uppercase())
+        };
+        let text = match value {
+            toml::Value::Table(inner) => {
+                flatten(&name, inner, out)?;
+                continue;
+            }
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|item| match item {
+                    toml::Value::String(s) => Ok(s.clone()),
+                    other => Err(format!(
+                        "`{name}`: expected a list of strings, got {other:?}"
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?
+                .join(","),
+            toml::Value::Datetime(d) => d.to_string(),
+        };
+        out.insert(name, text);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_parse_on_an_empty_environment() {
+        let config = Config::load(&env(&[])).expect("defaults are valid");
+        assert_eq!(config.bind, SocketAddr::from(([0, 0, 0, 0], 8000)));
+        assert_eq!(config.environment, Environment::Development);
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert!(config.database_url.is_none());
+        assert_eq!(config.premium, TierLimits::defaults(Tier::Premium));
+        assert_eq!(config.standard.requests_per_minute, 100);
+        assert_eq!(config.jwt.leeway, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable() {
+        let err = Config::load(&env(&[("ANALYZER_BIND", "nope")])).unwrap_err();
+        assert!(err.to_string().starts_with("ANALYZER_BIND:"), "{err}");
+        let err = Config::load(&env(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert!(err.to_string().starts_with("DATABASE_URL:"), "{err}");
+        let err =
+            Config::load(&env(&[("ANALYZER_TIER_STANDARD_REQUESTS_PER_MINUTE", "0")])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("ANALYZER_TIER_STANDARD_REQUESTS_PER_MINUTE:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn production_requires_a_verification_key() {
+        let err = Config::load(&env(&[("ANALYZER_ENV", "production")])).unwrap_err();
+        assert!(err.to_string().contains("JWT_SECRET"), "{err}");
+        let secret = "s".repeat(32);
+        Config::load(&env(&[
+            ("ANALYZER_ENV", "production"),
+            ("JWT_SECRET", &secret),
+        ]))
+        .expect("a secret is enough");
+    }
+
+    #[test]
+    fn a_short_hs256_secret_is_refused() {
+        let err = Config::load(&env(&[("JWT_SECRET", "short")])).unwrap_err();
+        assert!(err.to_string().starts_with("JWT_SECRET:"), "{err}");
+    }
+
+    #[test]
+    fn the_toml_file_is_flattened_and_the_environment_wins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("analyzer.toml");
+        std::fs::write(
+            &path,
+            "[analyzer]\nbind = \"127.0.0.1:9000\"\ncors_origins = [\"https://a.example\", \"https://b.example\"]\n\
+             [analyzer.tier.premium]\nrequests_per_minute = 900\n",
+        )
+        .expect("write");
+        let path = path.to_string_lossy().into_owned();
+        let config = Config::load(&env(&[
+            ("ANALYZER_CONFIG", &path),
+            ("ANALYZER_TIER_PREMIUM_REQUESTS_PER_MINUTE", "700"),
+        ]))
+        .expect("valid");
+        assert_eq!(config.bind, SocketAddr::from(([127, 0, 0, 1], 9000)));
+        assert_eq!(
+            config.cors_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
+        assert_eq!(config.premium.requests_per_minute, 700);
+    }
+
+    #[test]
+    fn a_bad_cors_origin_is_refused() {
+        let err = Config::load(&env(&[("ANALYZER_CORS_ORIGINS", "example.com")])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("ANALYZER_CORS_ORIGINS:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn remote_backends_not_built_yet_are_refused_rather_than_ignored() {
+        let err = Config::load(&env(&[("QDRANT_URL", "http://q:6334")])).unwrap_err();
+        assert!(err.to_string().starts_with("QDRANT_URL:"), "{err}");
+    }
+}

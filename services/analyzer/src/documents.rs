@@ -1,0 +1,452 @@
+//! Documents: validated ingest requests, and ingest, read and delete.
+//!
+//! An ingest is validated whole before anything is written, so a bad
+//! document refuses the batch and stores nothing. Writes go vectors first,
+//! then one database transaction; a replaced document's new chunks are
+//! written beside the old revision, which is removed only after the row
+//! points at the new one, so a failure at any step leaves the previous
+//! state intact.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::chunk::chunk_text;
+use crate::config::{ChunkingConfig, RequestLimits};
+use crate::embed::Embedder;
+use crate::error::ServiceError;
+use crate::store::{Db, StoredDocument, now_millis, rfc3339};
+use crate::tenants::TenantId;
+use crate::vectors::{ChunkPoint, VectorStore};
+
+/// The collection used when a request names none.
+pub const DEFAULT_COLLECTION: &str = "default";
+/// Largest metadata object, serialized.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// Most fields in a metadata object.
+pub const MAX_METADATA_FIELDS: usize = 64;
+
+/// `POST /v1/documents` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IngestRequest {
+    /// Collection to store into; `default` if omitted.
+    pub collection: Option<String>,
+    /// The documents (at least one).
+    pub documents: Vec<DocumentInput>,
+}
+
+/// One document to ingest.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentInput {
+    /// Your id for it (letters, digits, `.`, `_`, `:`, `-`; at most 128);
+    /// generated if omitted. Ingesting an existing id replaces that document.
+    pub id: Option<String>,
+    /// The text (UTF-8, not empty).
+    pub text: String,
+    /// A JSON object of fields to filter on and to return with hits.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+}
+
+/// `POST /v1/documents` response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IngestResponse {
+    /// The document ids, in request order.
+    pub ids: Vec<String>,
+    /// Chunks stored across all documents.
+    pub chunks: usize,
+}
+
+/// A stored document, as returned by `GET /v1/documents/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentView {
+    /// The document id.
+    pub id: String,
+    /// Its collection.
+    pub collection: String,
+    /// The full text.
+    pub text: String,
+    /// Its metadata.
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+    /// Number of chunks embedded.
+    pub chunks: i64,
+    /// Size of the text in bytes.
+    pub bytes: i64,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+    /// Last replacement time (RFC 3339).
+    pub updated_at: String,
+}
+
+impl From<StoredDocument> for DocumentView {
+    fn from(d: StoredDocument) -> Self {
+        Self {
+            id: d.id,
+            collection: d.collection,
+            text: d.text,
+            metadata: d.metadata,
+            chunks: d.chunk_count,
+            bytes: d.byte_size,
+            created_at: rfc3339(d.created_at),
+            updated_at: rfc3339(d.updated_at),
+        }
+    }
+}
+
+/// A validated ingest: every document checked.
+#[derive(Debug)]
+pub struct ValidIngest {
+    collection: String,
+    documents: Vec<ValidDocument>,
+}
+
+#[derive(Debug)]
+struct ValidDocument {
+    id: String,
+    text: String,
+    metadata: Map<String, Value>,
+}
+
+/// Validate a collection name: 1 to 64 letters, digits, `_` or `-`.
+pub fn collection_name(raw: Option<String>) -> Result<String, ServiceError> {
+    let name = raw.unwrap_or_else(|| DEFAULT_COLLECTION.to_owned());
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(ServiceError::Invalid(format!(
+            "`collection` must be 1 to 64 letters, digits, `_` or `-`, got `{}`",
+            truncate(&name, 80)
+        )));
+    }
+    Ok(name)
+}
+
+/// Validate a document id: 1 to 128 of letters, digits, `.`, `_`, `:`, `-`.
+pub fn document_id(raw: &str) -> Result<String, ServiceError> {
+    if raw.is_empty()
+        || raw.len() > 128
+        || !raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
+    {
+        return Err(ServiceError::Invalid(format!(
+            "document id must be 1 to 128 letters, digits, `.`, `_`, `:` or `-`, got `{}`",
+            truncate(raw, 80)
+        )));
+    }
+    Ok(raw.to_owned())
+}
+
+/// Validate a metadata field name (it is addressable by search filters).
+pub fn field_name(raw: &str) -> Result<(), ServiceError> {
+    if raw.is_empty()
+        || raw.len() > 64
+        || !raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(ServiceError::Invalid(format!(
+            "metadata field names must be 1 to 64 letters, digits, `_` or `-`, got `{}`",
+            truncate(raw, 80)
+        )));
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        format!("{}…", s.chars().take(max).collect::<String>())
+    }
+}
+
+impl ValidIngest {
+    /// Check a whole request against the limits.
+    pub fn parse(request: IngestRequest, limits: &RequestLimits) -> Result<Self, ServiceError> {
+        let collection = collection_name(request.collection)?;
+        if request.documents.is_empty() {
+            return Err(ServiceError::Invalid(
+                "`documents` must not be empty".into(),
+            ));
+        }
+        if request.documents.len() > limits.max_batch_documents {
+            return Err(ServiceError::TooLarge(format!(
+                "at most {} documents per request, got {}",
+                limits.max_batch_documents,
+                request.documents.len()
+            )));
+        }
+        let mut seen = HashSet::new();
+        let mut documents = Vec::with_capacity(request.documents.len());
+        for (i, doc) in request.documents.into_iter().enumerate() {
+            let at = |msg: String| format!("documents[{i}]: {msg}");
+            let id = match doc.id {
+                Some(id) => {
+                    document_id(&id).map_err(|e| ServiceError::Invalid(at(e.to_string())))?
+                }
+                None => uuid::Uuid::new_v4().to_string(),
+            };
+            if !seen.insert(id.clone()) {
+                return Err(ServiceError::Invalid(at(format!(
+                    "duplicate document id `{id}` in this batch"
+                ))));
+            }
+            if doc.text.trim().is_empty() {
+                return Err(ServiceError::Invalid(at("`text` must not be empty".into())));
+            }
+            if doc.text.len() > limits.max_document_bytes {
+                return Err(ServiceError::TooLarge(at(format!(
+                    "`text` is {} bytes; the limit is {}",
+                    doc.text.len(),
+                    limits.max_document_bytes
+                ))));
+            }
+            if doc.text.contains('\0') {
+                return Err(ServiceError::Invalid(at(
+                    "`text` must not contain NUL".into()
+                )));
+            }
+            let metadata = match doc.metadata {
+                None | Some(Value::Null) => Map::new(),
+                Some(Value::Object(map)) => map,
+                Some(_) => {
+                    return Err(ServiceError::Invalid(at(
+                        "`metadata` must be a JSON object".into(),
+                    )));
+                }
+            };
+            if metadata.len() > MAX_METADATA_FIELDS {
+                return Err(ServiceError::Invalid(at(format!(
+                    "`metadata` has more than {MAX_METADATA_FIELDS} fields"
+                ))));
+            }
+            for key in metadata.keys() {
+                field_name(key).map_err(|e| ServiceError::Invalid(at(e.to_string())))?;
+            }
+            if Value::Object(metadata.clone()).to_string().len() > MAX_METADATA_BYTES {
+                return Err(ServiceError::Invalid(at(format!(
+                    "`metadata` is larger than {MAX_METADATA_BYTES} bytes"
+                ))));
+            }
+            documents.push(ValidDocument {
+                id,
+                text: doc.text,
+                metadata,
+            });
+        }
+        Ok(Self {
+            collection,
+            documents,
+        })
+    }
+}
+
+/// What ingestion needs.
+pub struct Ingestor<'a> {
+    /// The relational store.
+    pub db: &'a Db,
+    /// The vector store.
+    pub vectors: &'a dyn VectorStore,
+    /// The embedder.
+    pub embedder: &'a dyn Embedder,
+    /// Chunking settings.
+    pub chunking: ChunkingConfig,
+}
+
+impl Ingestor<'_> {
+    /// Chunk, embed and store a validated batch for `tenant`.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, documents = ingest.documents.len()))]
+    pub async fn ingest(
+        &self,
+        tenant: &TenantId,
+        ingest: ValidIngest,
+    ) -> Result<IngestResponse, ServiceError> {
+        let ValidIngest {
+            collection,
+            documents,
+        } = ingest;
+
+        // Chunk everything, then embed in one call (providers batch better).
+        let chunked: Vec<Vec<String>> = documents
+            .iter()
+            .map(|d| chunk_text(&d.text, self.chunking))
+            .collect();
+        let all_chunks: Vec<String> = chunked.iter().flatten().cloned().collect();
+        let mut vectors = self.embedder.embed(&all_chunks).await?.into_iter();
+
+        let ids: Vec<String> = documents.iter().map(|d| d.id.clone()).collect();
+        let previous = self.db.existing_revisions(tenant, &ids).await?;
+        let now = now_millis();
+
+        let mut points = Vec::with_capacity(all_chunks.len());
+        let mut rows = Vec::with_capacity(documents.len());
+        for (doc, chunks) in documents.into_iter().zip(chunked) {
+            let revision = uuid::Uuid::new_v4().simple().to_string();
+            let mut vector_bytes = 0u64;
+            let chunk_count = chunks.len();
+            for (i, text) in chunks.into_iter().enumerate() {
+                let vector = vectors.next().ok_or_else(|| {
+                    ServiceError::Embed(crate::embed::EmbedError::Unavailable(
+                        "embedder returned fewer vectors than inputs".into(),
+                    ))
+                })?;
+                let point = ChunkPoint {
+                    document_id: doc.id.clone(),
+                    revision: revision.clone(),
+                    collection: collection.clone(),
+                    chunk: u32::try_from(i).unwrap_or(u32::MAX),
+                    text,
+                    metadata: doc.metadata.clone(),
+                    vector,
+                };
+                vector_bytes += point.stored_bytes();
+                points.push(point);
+            }
+            rows.push(StoredDocument {
+                id: doc.id,
+                collection: collection.clone(),
+                revision,
+                byte_size: i64::try_from(doc.text.len()).unwrap_or(i64::MAX),
+                text: doc.text,
+                metadata: Value::Object(doc.metadata),
+                chunk_count: i64::try_from(chunk_count).unwrap_or(i64::MAX),
+                vector_bytes: i64::try_from(vector_bytes).unwrap_or(i64::MAX),
+                created_at: now,
+                updated_at: now,
+            });
+        }
+        let total_chunks = points.len();
+
+        self.vectors.upsert(tenant, points).await?;
+        if let Err(e) = self.db.upsert_documents(tenant, &rows).await {
+            // Undo the new revisions; the previous ones were never touched.
+            for row in &rows {
+                let count = u32::try_from(row.chunk_count).unwrap_or(u32::MAX);
+                if let Err(undo) = self
+                    .vectors
+                    .delete_revision(tenant, &row.id, &row.revision, count)
+                    .await
+                {
+                    tracing::error!(error = %undo, document_id = %row.id, "could not undo vectors of a failed ingest");
+                }
+            }
+            return Err(e.into());
+        }
+        for (id, (revision, count)) in previous {
+            let count = u32::try_from(count).unwrap_or(u32::MAX);
+            if let Err(e) = self
+                .vectors
+                .delete_revision(tenant, &id, &revision, count)
+                .await
+            {
+                tracing::error!(error = %e, document_id = %id, "could not remove a replaced revision's vectors");
+            }
+        }
+        Ok(IngestResponse {
+            ids,
+            chunks: total_chunks,
+        })
+    }
+}
+
+/// Read one of the tenant's documents.
+pub async fn get(db: &Db, tenant: &TenantId, id: &str) -> Result<DocumentView, ServiceError> {
+    let id = document_id(id).map_err(|_| not_found())?;
+    db.document(tenant, &id)
+        .await?
+        .map(DocumentView::from)
+        .ok_or_else(not_found)
+}
+
+/// Delete one of the tenant's documents and its vectors.
+pub async fn delete(
+    db: &Db,
+    vectors: &dyn VectorStore,
+    tenant: &TenantId,
+    id: &str,
+) -> Result<(), ServiceError> {
+    let id = document_id(id).map_err(|_| not_found())?;
+    if db.document(tenant, &id).await?.is_none() {
+        return Err(not_found());
+    }
+    // Vectors first: if the row delete then fails, the document is still
+    // listed and a retry completes the delete; never the other way round,
+    // which would leave searchable chunks of a deleted document.
+    vectors.delete_document(tenant, &id).await?;
+    if !db.delete_document(tenant, &id).await? {
+        return Err(not_found());
+    }
+    Ok(())
+}
+
+fn not_found() -> ServiceError {
+    ServiceError::NotFound("document not found".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn limits() -> RequestLimits {
+        RequestLimits {
+            max_body_bytes: 1 << 20,
+            max_batch_documents: 2,
+            max_document_bytes: 100,
+            max_top_k: 10,
+            request_timeout: std::time::Duration::from_secs(5),
+        }
+    }
+
+    fn parse(v: Value) -> Result<ValidIngest, ServiceError> {
+        let request: IngestRequest =
+            serde_json::from_value(v).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        ValidIngest::parse(request, &limits())
+    }
+
+    #[test]
+    fn a_valid_batch_gets_ids_and_the_default_collection() {
+        let ok = parse(json!({"documents": [{"text": "hello"}, {"id": "a-1", "text": "x", "metadata": {"k": 1}}]}))
+            .expect("valid");
+        assert_eq!(ok.collection, DEFAULT_COLLECTION);
+        assert_eq!(ok.documents[1].id, "a-1");
+        assert_eq!(ok.documents.len(), 2);
+    }
+
+    #[test]
+    fn bad_batches_are_refused_whole() {
+        let invalid = |v: Value| matches!(parse(v), Err(ServiceError::Invalid(_)));
+        let too_large = |v: Value| matches!(parse(v), Err(ServiceError::TooLarge(_)));
+        assert!(invalid(json!({"documents": []})));
+        assert!(invalid(json!({"documents": [{"text": "  "}]})));
+        assert!(invalid(
+            json!({"documents": [{"text": "a", "id": "bad id"}]})
+        ));
+        assert!(invalid(
+            json!({"documents": [{"text": "a", "id": "x"}, {"text": "b", "id": "x"}]})
+        ));
+        assert!(invalid(
+            json!({"documents": [{"text": "a", "metadata": [1]}]})
+        ));
+        assert!(invalid(
+            json!({"documents": [{"text": "a", "metadata": {"bad key": 1}}]})
+        ));
+        assert!(invalid(
+            json!({"collection": "no/slash", "documents": [{"text": "a"}]})
+        ));
+        assert!(invalid(json!({"documents": [{"text": "a", "extra": 1}]})));
+        assert!(too_large(
+            json!({"documents": [{"text": "a"}, {"text": "b"}, {"text": "c"}]})
+        ));
+        assert!(too_large(json!({"documents": [{"text": "x".repeat(101)}]})));
+    }
+}

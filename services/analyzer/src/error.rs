@@ -1,0 +1,45 @@
+//! The error type of the domain services. Each variant says what a caller
+//! did wrong or which dependency failed; the HTTP layer maps it to a status.
+
+use crate::embed::EmbedError;
+use crate::store::StoreError;
+use crate::tenants::{InvalidValue, TenantError};
+use crate::vectors::VectorError;
+
+/// Why a service call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The input is malformed or out of range (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// The input is larger than allowed (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The thing asked for does not exist for this caller (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The relational store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The vector store failed.
+    #[error(transparent)]
+    Vectors(#[from] VectorError),
+    /// The embedder failed.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+}
+
+impl From<InvalidValue> for ServiceError {
+    fn from(e: InvalidValue) -> Self {
+        ServiceError::Invalid(e.0)
+    }
+}
+
+impl From<TenantError> for ServiceError {
+    fn from(e: TenantError) -> Self {
+        match e {
+            TenantError::NotFound => ServiceError::NotFound("tenant not found".into()),
+            TenantError::Store(e) => ServiceError::Store(e),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! `/v1/admin`: tenant management and token minting, for admin tokens only.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, Problem};
+use super::extract::{Admin, ApiJson};
+use crate::error::ServiceError;
+use crate::tenants::{self, Tenant, TenantId, TenantName, TenantStatus, Tier};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/tenants", post(create).get(list))
+        .route("/v1/admin/tenants/{id}", get(read).patch(update))
+        .route("/v1/admin/tenants/{id}/tokens", post(mint))
+}
+
+/// `POST /v1/admin/tenants` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// Display name.
+    pub name: String,
+    /// `standard` or `premium`.
+    pub tier: String,
+}
+
+/// `PATCH /v1/admin/tenants/{id}` body; at least one field.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    /// New tier.
+    pub tier: Option<String>,
+    /// New status: `active` or `suspended`.
+    pub status: Option<String>,
+}
+
+/// `POST /v1/admin/tenants/{id}/tokens` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MintRequest {
+    /// Lifetime in seconds (60 to 31536000, default 3600).
+    pub ttl_seconds: Option<i64>,
+}
+
+/// A minted token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// The signed JWT.
+    pub token: String,
+    /// Its lifetime in seconds.
+    pub expires_in: u64,
+}
+
+/// Longest token lifetime the API mints.
+pub const MAX_TTL_SECONDS: i64 = 365 * 24 * 3600;
+
+fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
+    raw.parse()
+        .map_err(|_| ServiceError::NotFound("tenant not found".into()).into())
+}
+
+/// Create a tenant.
+#[utoipa::path(post, path = "/v1/admin/tenants", tag = "admin", security(("bearer" = [])),
+    request_body = CreateTenant,
+    responses(
+        (status = 201, description = "Created", body = Tenant),
+        (status = 400, description = "Bad name or tier", body = Problem),
+        (status = 403, description = "Not an admin token", body = Problem)))]
+pub(super) async fn create(
+    State(state): State<AppState>,
+    _: Admin,
+    ApiJson(body): ApiJson<CreateTenant>,
+) -> Result<(StatusCode, Json<Tenant>), ApiError> {
+    let name = TenantName::try_from(body.name).map_err(ServiceError::from)?;
+    let tier: Tier = body.tier.parse().map_err(ServiceError::from)?;
+    let tenant = tenants::create(&state.db, name, tier).await?;
+    tracing::info!(tenant_id = %tenant.id, tier = tier.as_str(), "tenant created");
+    Ok((StatusCode::CREATED, Json(tenant)))
+}
+
+/// List tenants.
+#[utoipa::path(get, path = "/v1/admin/tenants", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "All tenants", body = [Tenant])))]
+pub(super) async fn list(
+    State(state): State<AppState>,
+    _: Admin,
+) -> Result<Json<Vec<Tenant>>, ApiError> {
+    Ok(Json(tenants::list(&state.db).await?))
+}
+
+/// Read a tenant.
+#[utoipa::path(get, path = "/v1/admin/tenants/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Tenant id")),
+    responses(
+        (status = 200, description = "The tenant", body = Tenant),
+        (status = 404, description = "No such tenant", body = Problem)))]
+pub(super) async fn read(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Tenant>, ApiError> {
+    Ok(Json(tenants::get(&state.db, &tenant_id(&id)?).await?))
+}
+
+/// Change a tenant's tier or status. Takes effect at once in this process
+/// and within the tenant cache TTL everywhere else.
+#[utoipa::path(patch, path = "/v1/admin/tenants/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Tenant id")),
+    request_body = UpdateTenant,
+    responses(
+        (status = 200, description = "Updated", body = Tenant),
+        (status = 400, description = "Bad tier or status", body = Problem),
+        (status = 404, description = "No such tenant", body = Problem)))]
+pub(super) async fn update(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateTenant>,
+) -> Result<Json<Tenant>, ApiError> {
+    let id = tenant_id(&id)?;
+    let tier: Option<Tier> = body
+        .tier
+        .map(|t| t.parse())
+        .transpose()
+        .map_err(ServiceError::from)?;
+    let status: Option<TenantStatus> = body
+        .status
+        .map(|s| s.parse())
+        .transpose()
+        .map_err(ServiceError::from)?;
+    if tier.is_none() && status.is_none() {
+        return Err(ServiceError::Invalid("give `tier`, `status` or both".into()).into());
+    }
+    let tenant = tenants::update(&state.db, &id, tier, status).await?;
+    state.auth.invalidate_tenant(&id);
+    tracing::info!(tenant_id = %id, tier = tenant.tier.as_str(), status = tenant.status.as_str(), "tenant updated");
+    Ok(Json(tenant))
+}
+
+/// Mint a token for a tenant.
+#[utoipa::path(post, path = "/v1/admin/tenants/{id}/tokens", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Tenant id")),
+    request_body = MintRequest,
+    responses(
+        (status = 200, description = "A signed token", body = TokenResponse),
+        (status = 400, description = "TTL out of range", body = Problem),
+        (status = 404, description = "No such tenant", body = Problem),
+        (status = 409, description = "This deployment only verifies tokens issued elsewhere", body = Problem)))]
+pub(super) async fn mint(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<MintRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let id = tenant_id(&id)?;
+    let ttl = body.ttl_seconds.unwrap_or(3600);
+    if !(60..=MAX_TTL_SECONDS).contains(&ttl) {
+        return Err(ServiceError::Invalid(format!(
+            "`ttl_seconds` must be between 60 and {MAX_TTL_SECONDS}"
+        ))
+        .into());
+    }
+    let tenant = tenants::get(&state.db, &id).await?;
+    let ttl = Duration::from_secs(ttl.unsigned_abs());
+    let token = state.auth.mint(Some(&tenant.id), false, ttl).ok_or(ApiError::BadRequest {
+        status: StatusCode::CONFLICT,
+        detail: "no signing secret is configured (JWT_SECRET); this deployment only verifies tokens issued elsewhere".into(),
+    })?;
+    Ok(Json(TokenResponse {
+        token,
+        expires_in: ttl.as_secs(),
+    }))
+}

@@ -1,0 +1,123 @@
+//! Liveness and readiness for the load balancer and operators.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use crate::store::Backend;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+}
+
+/// `GET /health` body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` while the process can serve.
+    pub status: &'static str,
+}
+
+/// Liveness: the process is up and serving.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "The process can serve", body = Health)))]
+pub(super) async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// One dependency's state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Check {
+    /// `ok` or `unavailable`.
+    pub status: &'static str,
+    /// Which implementation is configured.
+    pub backend: String,
+}
+
+/// `GET /ready` body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ok` when every check is ok, else `unavailable`.
+    pub status: &'static str,
+    /// `database`, `cache`, `vector_store`, `llm`.
+    pub checks: BTreeMap<&'static str, Check>,
+}
+
+/// Readiness: each configured dependency checked.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Every dependency is usable", body = Readiness),
+        (status = 503, description = "A dependency is unavailable", body = Readiness)))]
+pub(super) async fn ready(State(state): State<AppState>) -> Response {
+    let database = state.db.ping().await;
+    if let Err(e) = &database {
+        tracing::warn!(error = %e, "readiness: database unavailable");
+    }
+    let vectors = state.vectors.health().await;
+    if let Err(e) = &vectors {
+        tracing::warn!(error = %e, "readiness: vector store unavailable");
+    }
+    let status = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let db_backend = match state.db.backend() {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let all_ok = database.is_ok() && vectors.is_ok();
+    let checks = BTreeMap::from([
+        (
+            "database",
+            Check {
+                status: status(database.is_ok()),
+                backend: db_backend.into(),
+            },
+        ),
+        (
+            "cache",
+            Check {
+                status: "ok",
+                backend: "none".into(),
+            },
+        ),
+        (
+            "vector_store",
+            Check {
+                status: status(vectors.is_ok()),
+                backend: "qdrant-edge".into(),
+            },
+        ),
+        (
+            "llm",
+            Check {
+                status: "ok",
+                backend: state.analyst.model().to_owned(),
+            },
+        ),
+    ]);
+    let code = if all_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut response = (
+        code,
+        Json(Readiness {
+            status: status(all_ok),
+            checks,
+        }),
+    )
+        .into_response();
+    if !all_ok {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    response
+}

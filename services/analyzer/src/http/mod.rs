@@ -1,0 +1,284 @@
+//! The HTTP API: the shared state, one router per resource merged here, and
+//! the middleware stack (request id, trace span, problem+json, CORS,
+//! timeout, body limit; auth on the `/v1` routes).
+
+mod admin;
+mod analyze;
+mod documents;
+pub mod error;
+mod extract;
+mod health;
+mod openapi;
+mod search;
+mod usage;
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::analyze::Analyst;
+use crate::auth::{AuthError, Authenticator, Principal};
+use crate::config::Config;
+use crate::embed::Embedder;
+use crate::store::Db;
+use crate::usage::{UsageRecorder, metrics};
+use crate::vectors::VectorStore;
+use error::{ApiError, Problem};
+
+pub use openapi::ApiDoc;
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+/// The parts of [`AppState`].
+pub struct AppInner {
+    /// Validated configuration.
+    pub config: Config,
+    /// The relational store.
+    pub db: Db,
+    /// Token verification and minting.
+    pub auth: Authenticator,
+    /// Text embedding.
+    pub embedder: Arc<dyn Embedder>,
+    /// The vector store.
+    pub vectors: Arc<dyn VectorStore>,
+    /// Answers for `/v1/analyze`.
+    pub analyst: Arc<dyn Analyst>,
+    /// Usage counters.
+    pub usage: UsageRecorder,
+}
+
+impl AppState {
+    /// Wrap the parts.
+    pub fn new(inner: AppInner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl Deref for AppState {
+    type Target = AppInner;
+
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole API with its middleware.
+pub fn router(state: AppState) -> Router {
+    let config = &state.config;
+    let authenticated = Router::new()
+        .merge(documents::router())
+        .merge(search::router())
+        .merge(analyze::router())
+        .merge(usage::router())
+        .merge(admin::router())
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+
+    let public = Router::new()
+        .merge(health::router())
+        .merge(openapi::router());
+
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &Request| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", MatchedPath::as_str);
+            let request_id = req
+                .headers()
+                .get(&X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!(
+                "request",
+                method = %req.method(),
+                route,
+                request_id,
+                tenant_id = tracing::field::Empty,
+                tier = tracing::field::Empty,
+            )
+        })
+        .on_response(DefaultOnResponse::new().level(Level::INFO));
+
+    Router::new()
+        .merge(public)
+        .merge(authenticated)
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(
+                    X_REQUEST_ID.clone(),
+                    MakeRequestUuid,
+                ))
+                .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+                .layer(trace)
+                .layer(middleware::from_fn_with_state(
+                    config.limits.max_body_bytes,
+                    problems,
+                ))
+                .layer(cors(&config.cors_origins))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    config.limits.request_timeout,
+                ))
+                .layer(DefaultBodyLimit::max(config.limits.max_body_bytes))
+                .layer(middleware::from_fn_with_state(
+                    config.limits.max_body_bytes,
+                    limit_body,
+                )),
+        )
+        .with_state(state)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            X_REQUEST_ID.clone(),
+        ])
+        .expose_headers([
+            X_REQUEST_ID.clone(),
+            header::RETRY_AFTER,
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderName::from_static("ratelimit-reset"),
+        ])
+        .max_age(Duration::from_secs(600))
+}
+
+/// Make every error response a problem+json carrying the request id,
+/// including those produced outside handlers (404, 405, timeouts, limits).
+async fn problems(State(max_body): State<usize>, req: Request, next: Next) -> Response {
+    let request_id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let problem = match response.extensions().get::<Problem>() {
+        Some(p) => p.clone(),
+        None => Problem::new(
+            status,
+            match status {
+                StatusCode::NOT_FOUND => "no such resource".to_owned(),
+                StatusCode::METHOD_NOT_ALLOWED => "method not allowed on this resource".to_owned(),
+                StatusCode::PAYLOAD_TOO_LARGE => {
+                    format!("request body larger than {max_body} bytes")
+                }
+                StatusCode::SERVICE_UNAVAILABLE => "the request took too long".to_owned(),
+                s if s.is_server_error() => "internal error".to_owned(),
+                s => s.canonical_reason().unwrap_or("error").to_owned(),
+            },
+        ),
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let rendered = problem.into_response_with_id(&request_id);
+    let (new_parts, body) = rendered.into_parts();
+    for (name, value) in &new_parts.headers {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    Response::from_parts(parts, body)
+}
+
+/// Most bytes of an oversized body read and thrown away before answering
+/// 413. Answering without reading makes the kernel reset the connection
+/// when it closes with unread data, and many clients then lose the 413.
+const OVERSIZED_DRAIN_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Refuse a body whose declared length is over the limit with a 413 the
+/// client can read. Bodies without a length are bounded by the extractors
+/// (`DefaultBodyLimit`).
+async fn limit_body(State(max_body): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let Some(length) = declared.filter(|&len| len > max_body as u64) else {
+        return next.run(req).await;
+    };
+    let too_large = ApiError::BadRequest {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        detail: format!("request body is {length} bytes; the limit is {max_body}"),
+    };
+    if length <= max_body as u64 + OVERSIZED_DRAIN_BYTES {
+        use futures::StreamExt as _;
+        let mut body = req.into_body().into_data_stream();
+        let drain = async { while let Some(Ok(_)) = body.next().await {} };
+        let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+    }
+    too_large.into_response()
+}
+
+/// Resolve the bearer token into a [`Principal`] for the `/v1` routes.
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let token = match bearer(&req) {
+        Ok(t) => t,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let principal = match state.auth.authenticate(&state.db, token).await {
+        Ok(p) => p,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if let Principal::Tenant(tenant) = &principal {
+        let span = tracing::Span::current();
+        span.record("tenant_id", tenant.id.as_str());
+        span.record("tier", tenant.tier.as_str());
+        state.usage.add(&tenant.id, metrics::API_CALLS, 1);
+    }
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+fn bearer(req: &Request) -> Result<&str, AuthError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or(AuthError::Missing)?
+        .to_str()
+        .map_err(|_| AuthError::Invalid("malformed Authorization header"))?;
+    let (scheme, token) = value.split_once(' ').ok_or(AuthError::Invalid(
+        "expected `Authorization: Bearer <token>`",
+    ))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(AuthError::Invalid(
+            "expected `Authorization: Bearer <token>`",
+        ));
+    }
+    Ok(token.trim())
+}

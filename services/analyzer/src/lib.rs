@@ -1,0 +1,22 @@
+//! The analyzer service: a multi-tenant API to ingest documents, search
+//! them and get answers with citations.
+//!
+//! `main.rs` parses the command line ([`cli`]); `serve` builds an
+//! [`app::Application`] and runs it until a stop signal.
+
+pub mod analyze;
+pub mod app;
+pub mod auth;
+pub mod chunk;
+pub mod cli;
+pub mod config;
+pub mod documents;
+pub mod embed;
+pub mod error;
+pub mod http;
+pub mod search;
+pub mod store;
+pub mod telemetry;
+pub mod tenants;
+pub mod usage;
+pub mod vectors;

@@ -1,0 +1,465 @@
+//! The relational store: tenants, documents and usage counters, through sqlx.
+//!
+//! SQLite (a file in the data dir) is the embedded default; PostgreSQL is used
+//! when `DATABASE_URL` is `postgres://…`. Both are driven through sqlx's Any
+//! driver with one set of portable SQL, so the same code and the same tests
+//! run against both. Every document query takes the tenant id: there is no
+//! way to read or change a document without naming its tenant.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use secrecy::ExposeSecret;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::config::Config;
+use crate::tenants::{Tenant, TenantId, TenantStatus, Tier};
+
+/// The migrations, embedded in the binary.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A failure of the relational store. Its text is for logs, not for clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database answered with an error or could not be reached.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A row held a value this version cannot read.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// Which database engine is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// A handle to the relational store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// A document as stored: what `GET /v1/documents/{id}` returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDocument {
+    /// The tenant-scoped document id.
+    pub id: String,
+    /// The collection it belongs to.
+    pub collection: String,
+    /// Changes on every replacement; its vectors are stored under it.
+    pub revision: String,
+    /// The full text.
+    pub text: String,
+    /// The caller's metadata (a JSON object).
+    pub metadata: serde_json::Value,
+    /// How many chunks were embedded.
+    pub chunk_count: i64,
+    /// Size of the text in bytes.
+    pub byte_size: i64,
+    /// Bytes the document's vectors and payload take in the vector store.
+    pub vector_bytes: i64,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// Last replacement time, Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// What a tenant has stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StorageTotals {
+    /// Number of documents.
+    pub documents: i64,
+    /// Number of chunks.
+    pub chunks: i64,
+    /// Bytes of document text.
+    pub text_bytes: i64,
+    /// Bytes of vectors and payload.
+    pub vector_bytes: i64,
+}
+
+/// The current time in Unix milliseconds.
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Unix milliseconds as RFC 3339.
+pub fn rfc3339(millis: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+impl Db {
+    /// Open the configured database (creating the SQLite file if needed).
+    /// Does not migrate: call [`Db::migrate`].
+    pub async fn connect(config: &Config) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (url, backend) = match &config.database_url {
+            Some(url) => {
+                let url = url.expose_secret().to_owned();
+                let backend = if url.starts_with("sqlite:") {
+                    Backend::Sqlite
+                } else {
+                    Backend::Postgres
+                };
+                (url, backend)
+            }
+            None => (
+                sqlite_url(&config.data_dir.join("analyzer.db")),
+                Backend::Sqlite,
+            ),
+        };
+        let mut options = AnyPoolOptions::new()
+            .max_connections(config.db_max_connections)
+            .acquire_timeout(Duration::from_secs(5));
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the single writer; the busy
+                    // timeout makes concurrent writers wait instead of failing.
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout = 5000")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA foreign_keys = ON")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(&url).await?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Apply pending migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Which engine this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Close the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- tenants -------------------------------------------------------
+
+    /// Insert a new tenant.
+    pub async fn insert_tenant(
+        &self,
+        id: &TenantId,
+        name: &str,
+        tier: Tier,
+    ) -> Result<Tenant, StoreError> {
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO tenants (id, name, tier, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'active', $4, $4)",
+        )
+        .bind(id.as_str())
+        .bind(name)
+        .bind(tier.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(Tenant {
+            id: id.clone(),
+            name: name.to_owned(),
+            tier,
+            status: TenantStatus::Active,
+            created_at: rfc3339(now),
+        })
+    }
+
+    /// Read one tenant.
+    pub async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        sqlx::query("SELECT id, name, tier, status, created_at FROM tenants WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| tenant_from_row(&row))
+            .transpose()
+    }
+
+    /// All tenants, oldest first.
+    pub async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        sqlx::query(
+            "SELECT id, name, tier, status, created_at FROM tenants ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(tenant_from_row)
+        .collect()
+    }
+
+    /// Change tier and/or status; `None` if there is no such tenant.
+    pub async fn update_tenant(
+        &self,
+        id: &TenantId,
+        tier: Option<Tier>,
+        status: Option<TenantStatus>,
+    ) -> Result<Option<Tenant>, StoreError> {
+        sqlx::query(
+            "UPDATE tenants SET tier = COALESCE($2, tier), status = COALESCE($3, status), \
+             updated_at = $4 WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(tier.map(Tier::as_str))
+        .bind(status.map(TenantStatus::as_str))
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        self.tenant(id).await
+    }
+
+    // ---- documents -----------------------------------------------------
+
+    /// One document of a tenant.
+    pub async fn document(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<StoredDocument>, StoreError> {
+        sqlx::query(
+            "SELECT id, collection, revision, text, metadata, chunk_count, byte_size, \
+             vector_bytes, created_at, updated_at FROM documents WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| document_from_row(&row))
+        .transpose()
+    }
+
+    /// The current `(revision, chunk_count)` of those of `ids` the tenant
+    /// already has.
+    pub async fn existing_revisions(
+        &self,
+        tenant: &TenantId,
+        ids: &[String],
+    ) -> Result<HashMap<String, (String, i64)>, StoreError> {
+        let mut found = HashMap::new();
+        // One query per id keeps the SQL portable (no array binds in SQLite);
+        // batches are bounded by ANALYZER_MAX_BATCH_DOCUMENTS.
+        for id in ids {
+            let row = sqlx::query(
+                "SELECT revision, chunk_count FROM documents WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(row) = row {
+                found.insert(id.clone(), (row.try_get(0)?, row.try_get(1)?));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Insert or replace a batch of documents, all or nothing, and count the
+    /// ingest in the tenant's usage.
+    pub async fn upsert_documents(
+        &self,
+        tenant: &TenantId,
+        documents: &[StoredDocument],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut chunks = 0;
+        for doc in documents {
+            sqlx::query(
+                "INSERT INTO documents (tenant_id, id, collection, revision, text, metadata, \
+                 chunk_count, byte_size, vector_bytes, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $10, $4, $5, $6, $7, $8, $9, $9) \
+                 ON CONFLICT (tenant_id, id) DO UPDATE SET collection = excluded.collection, \
+                 revision = excluded.revision, text = excluded.text, metadata = excluded.metadata, \
+                 chunk_count = excluded.chunk_count, byte_size = excluded.byte_size, \
+                 vector_bytes = excluded.vector_bytes, updated_at = excluded.updated_at",
+            )
+            .bind(tenant.as_str())
+            .bind(&doc.id)
+            .bind(&doc.collection)
+            .bind(&doc.text)
+            .bind(doc.metadata.to_string())
+            .bind(doc.chunk_count)
+            .bind(doc.byte_size)
+            .bind(doc.vector_bytes)
+            .bind(doc.updated_at)
+            .bind(&doc.revision)
+            .execute(&mut *tx)
+            .await?;
+            chunks += doc.chunk_count;
+        }
+        let ingested = i64::try_from(documents.len()).unwrap_or(i64::MAX);
+        for (metric, value) in [
+            ("documents_ingested", ingested),
+            ("chunks_ingested", chunks),
+        ] {
+            add_usage(&mut tx, tenant, metric, value).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Delete one document; `false` if the tenant has no such document.
+    pub async fn delete_document(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// Whether the tenant has any document in `collection`.
+    pub async fn collection_exists(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+    ) -> Result<bool, StoreError> {
+        let row =
+            sqlx::query("SELECT 1 FROM documents WHERE tenant_id = $1 AND collection = $2 LIMIT 1")
+                .bind(tenant.as_str())
+                .bind(collection)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some())
+    }
+
+    /// What a tenant has stored.
+    pub async fn storage_totals(&self, tenant: &TenantId) -> Result<StorageTotals, StoreError> {
+        let row = sqlx::query(
+            "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(chunk_count), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(byte_size), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(vector_bytes), 0) AS BIGINT) \
+             FROM documents WHERE tenant_id = $1",
+        )
+        .bind(tenant.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(StorageTotals {
+            documents: row.try_get(0)?,
+            chunks: row.try_get(1)?,
+            text_bytes: row.try_get(2)?,
+            vector_bytes: row.try_get(3)?,
+        })
+    }
+
+    // ---- usage ---------------------------------------------------------
+
+    /// Add a batch of `(tenant, metric) → delta` to the usage counters, in
+    /// one transaction.
+    pub async fn add_usage_batch(
+        &self,
+        batch: &HashMap<(TenantId, &'static str), i64>,
+    ) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for ((tenant, metric), value) in batch {
+            add_usage(&mut tx, tenant, metric, *value).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A tenant's usage counters.
+    pub async fn usage(&self, tenant: &TenantId) -> Result<HashMap<String, i64>, StoreError> {
+        let rows = sqlx::query("SELECT metric, value FROM usage_counters WHERE tenant_id = $1")
+            .bind(tenant.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?)))
+            .collect()
+    }
+}
+
+async fn add_usage(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &TenantId,
+    metric: &str,
+    value: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO usage_counters (tenant_id, metric, value) VALUES ($1, $2, $3) \
+         ON CONFLICT (tenant_id, metric) DO UPDATE SET value = usage_counters.value + excluded.value",
+    )
+    .bind(tenant.as_str())
+    .bind(metric)
+    .bind(value)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+fn tenant_from_row(row: &AnyRow) -> Result<Tenant, StoreError> {
+    let id: String = row.try_get("id")?;
+    let tier: String = row.try_get("tier")?;
+    let status: String = row.try_get("status")?;
+    Ok(Tenant {
+        id: TenantId::from_str(&id).map_err(|e| StoreError::Corrupt(e.0))?,
+        name: row.try_get("name")?,
+        tier: tier
+            .parse()
+            .map_err(|e: crate::tenants::InvalidValue| StoreError::Corrupt(e.0))?,
+        status: status
+            .parse()
+            .map_err(|e: crate::tenants::InvalidValue| StoreError::Corrupt(e.0))?,
+        created_at: rfc3339(row.try_get("created_at")?),
+    })
+}
+
+fn document_from_row(row: &AnyRow) -> Result<StoredDocument, StoreError> {
+    let metadata: String = row.try_get("metadata")?;
+    Ok(StoredDocument {
+        id: row.try_get("id")?,
+        collection: row.try_get("collection")?,
+        revision: row.try_get("revision")?,
+        text: row.try_get("text")?,
+        metadata: serde_json::from_str(&metadata)
+            .map_err(|e| StoreError::Corrupt(format!("document metadata: {e}")))?,
+        chunk_count: row.try_get("chunk_count")?,
+        byte_size: row.try_get("byte_size")?,
+        vector_bytes: row.try_get("vector_bytes")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}

@@ -1,0 +1,99 @@
+//! The command line: tenants and tokens made by `analyzer tenant …` and
+//! `analyzer token mint …` work against the server on the same data.
+
+use analyzer_tests::{Options, SECRET, TestServer, cli};
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_tenants_and_tokens_work_against_the_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [("JWT_SECRET", SECRET)];
+    let (ok, out, err) = cli(dir.path(), None, &env, &["migrate"]);
+    assert!(ok, "{err}");
+
+    let (ok, out_create, err) = cli(
+        dir.path(),
+        None,
+        &env,
+        &["tenant", "create", "--name", "Cli Co", "--tier", "premium"],
+    );
+    assert!(ok, "{err}");
+    let tenant: Value = serde_json::from_str(&out_create).expect("tenant JSON");
+    for field in ["id", "name", "tier", "status"] {
+        assert!(tenant.get(field).is_some(), "{out_create}");
+    }
+    assert_eq!(tenant["tier"], "premium");
+    let id = tenant["id"].as_str().expect("id").to_owned();
+
+    let (ok, out_set, err) = cli(
+        dir.path(),
+        None,
+        &env,
+        &["tenant", "set", &id, "--tier", "standard"],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out_set).expect("json")["tier"],
+        "standard"
+    );
+    let (ok, listed, _) = cli(dir.path(), None, &env, &["tenant", "list"]);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&listed)
+            .expect("json")
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+
+    let (ok, token, err) = cli(
+        dir.path(),
+        None,
+        &env,
+        &["token", "mint", "--tenant", &id, "--ttl", "600"],
+    );
+    assert!(ok, "{err}");
+    let (ok, admin, err) = cli(dir.path(), None, &env, &["token", "mint", "--admin"]);
+    assert!(ok, "{err}");
+
+    // Bad input is a clear error, not a panic.
+    for args in [
+        vec!["tenant", "create", "--name", "X", "--tier", "gold"],
+        vec!["tenant", "set", "not-a-uuid", "--tier", "premium"],
+        vec![
+            "token",
+            "mint",
+            "--tenant",
+            &uuid::Uuid::new_v4().to_string(),
+        ],
+        vec!["token", "mint"],
+    ] {
+        let (ok, _, err) = cli(dir.path(), None, &env, &args);
+        assert!(!ok, "{args:?} should fail");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let (ok, _, err) = cli(dir.path(), None, &[("ANALYZER_BIND", "nope")], &["serve"]);
+    assert!(!ok);
+    assert!(
+        err.contains("ANALYZER_BIND"),
+        "the error names the variable: {err}"
+    );
+    let _ = out;
+
+    let server = TestServer::start(dir.path(), None, Options::default())
+        .await
+        .expect("start");
+    let (status, body) = server
+        .post("/v1/search", token.trim(), &json!({"query": "x"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server
+        .get(&format!("/v1/admin/tenants/{id}"), admin.trim())
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, usage) = server.get("/v1/usage", token.trim()).await;
+    assert_eq!(
+        usage["tier"], "standard",
+        "the tier comes from the record: {usage}"
+    );
+}

@@ -1,0 +1,12 @@
+//! Black-box tests of the running service: each test starts the real
+//! `analyzer` binary on a random port with its own data dir (and database)
+//! and drives it over HTTP. Scenarios marked so run on SQLite and on
+//! PostgreSQL.
+
+mod bad_input;
+mod cli;
+mod isolation;
+mod journey;
+mod lifecycle;
+mod operations;
+mod tokens;

@@ -1,0 +1,470 @@
+//! Helpers for the black-box tests: spawn the real `analyzer` binary on a
+//! random port with its own data dir (and, for PostgreSQL, its own fresh
+//! database), mint tokens, and call it over HTTP.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+/// The HS256 secret every test server is started with.
+pub const SECRET: &str = "test-secret-0123456789abcdef-0123456789";
+
+/// Which database a test server uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// The embedded SQLite file in the data dir.
+    Sqlite,
+    /// A fresh database on the PostgreSQL server.
+    Postgres,
+}
+
+/// The PostgreSQL server the tests use: `DATABASE_URL`, or the local one.
+pub fn postgres_admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A database created for one test server and dropped after it.
+#[derive(Debug)]
+pub struct PgDatabase {
+    /// The URL of the fresh database.
+    pub url: String,
+    name: String,
+    admin_url: String,
+}
+
+impl PgDatabase {
+    /// Create a fresh database; `None` (with a note) if PostgreSQL is not
+    /// reachable outside CI. Under `CI=true` an unreachable server fails.
+    pub async fn create() -> Option<Self> {
+        let admin_url = postgres_admin_url();
+        let mut conn = match <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await {
+            Ok(c) => c,
+            Err(e) => {
+                if in_ci() {
+                    panic!("PostgreSQL at {admin_url} is required under CI=true: {e}");
+                }
+                eprintln!("SKIPPED: PostgreSQL at {admin_url} unreachable ({e})");
+                return None;
+            }
+        };
+        let name = format!("analyzer_t_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(b, _)| b);
+        Some(Self {
+            url: format!("{base}/{name}"),
+            name,
+            admin_url,
+        })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs outside async context: use a short-lived runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(mut conn) =
+                    <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await
+                {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// How to start a server.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Do not set `JWT_SECRET` (dev mode, or other key config in `env`).
+    pub no_secret: bool,
+}
+
+/// A running `analyzer serve`.
+pub struct TestServer {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// A client with a generous timeout.
+    pub http: reqwest::Client,
+    /// Everything the server printed on stdout so far.
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    data_dir: PathBuf,
+    database_url: Option<String>,
+    options: Options,
+}
+
+/// The binary under test: from the variables cargo and nextest set when
+/// running tests, else beside the test executable's `deps/` folder.
+pub fn binary() -> PathBuf {
+    const NAME: &str = "analyzer-under-test";
+    for var in [
+        format!("CARGO_BIN_EXE_{NAME}"),
+        format!("NEXTEST_BIN_EXE_{NAME}"),
+    ] {
+        if let Some(path) = std::env::var_os(var) {
+            return PathBuf::from(path);
+        }
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join(NAME))
+        .expect("target dir")
+}
+
+/// The environment every server and CLI call gets: nothing inherited that
+/// could switch a backend, plus the data dir and database.
+pub fn base_command(data_dir: &Path, database_url: Option<&str>) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.env_clear();
+    for keep in ["PATH", "HOME", "TMPDIR", "LANG"] {
+        if let Ok(v) = std::env::var(keep) {
+            cmd.env(keep, v);
+        }
+    }
+    cmd.env("ANALYZER_DATA_DIR", data_dir)
+        .env("RUST_LOG", "info,sqlx=warn")
+        .env("ANALYZER_SHUTDOWN_TIMEOUT_SECONDS", "10");
+    if let Some(url) = database_url {
+        cmd.env("DATABASE_URL", url);
+    }
+    cmd
+}
+
+impl TestServer {
+    /// Start a server on `data_dir` and wait until it listens.
+    pub async fn start(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        options: Options,
+    ) -> anyhow::Result<Self> {
+        let mut cmd = base_command(data_dir, database_url);
+        cmd.arg("serve").env("ANALYZER_BIND", "127.0.0.1:0");
+        if !options.no_secret {
+            cmd.env("JWT_SECRET", SECRET);
+        }
+        for (k, v) in &options.env {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().context("spawn analyzer")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let stderr = child.stderr.take().context("stderr")?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel::<String>();
+        {
+            let lines = Arc::clone(&lines);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                        if v["fields"]["message"] == "listening" {
+                            if let Some(addr) = v["fields"]["addr"].as_str() {
+                                let _ = addr_tx.send(addr.to_owned());
+                            }
+                        }
+                    }
+                    if let Ok(mut l) = lines.lock() {
+                        l.push(line);
+                    }
+                }
+            });
+        }
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        {
+            let errors = Arc::clone(&errors);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Ok(mut e) = errors.lock() {
+                        e.push(line);
+                    }
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr = loop {
+            if let Ok(addr) = addr_rx.try_recv() {
+                break addr;
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "analyzer exited with {status} before listening; stderr: {:?}",
+                    errors.lock().map(|e| e.clone()).unwrap_or_default()
+                );
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("analyzer did not start within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        Ok(Self {
+            child: Some(child),
+            base: format!("http://{addr}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()?,
+            stdout: lines,
+            data_dir: data_dir.to_owned(),
+            database_url: database_url.map(str::to_owned),
+            options,
+        })
+    }
+
+    /// The URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Send SIGTERM.
+    pub fn terminate(&self) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let pid = i32::try_from(self.pid()).expect("pid fits");
+        kill(Pid::from_raw(pid), Signal::SIGTERM).expect("send SIGTERM");
+    }
+
+    /// Wait for the process to exit (after [`Self::terminate`]).
+    pub async fn wait(&mut self) -> anyhow::Result<ExitStatus> {
+        let mut child = self.child.take().context("already waited")?;
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("analyzer did not exit within 40 s of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stop gracefully and start again on the same data dir and database.
+    pub async fn restart(mut self) -> anyhow::Result<Self> {
+        self.terminate();
+        let status = self.wait().await?;
+        if !status.success() {
+            bail!("analyzer exited with {status}");
+        }
+        TestServer::start(
+            &self.data_dir,
+            self.database_url.as_deref(),
+            self.options.clone(),
+        )
+        .await
+    }
+
+    /// Everything printed on stdout so far.
+    pub fn output(&self) -> String {
+        self.stdout.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    /// A request with a bearer token.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(token)
+    }
+
+    /// POST JSON with a token; returns status and JSON body (Null if none).
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .request(reqwest::Method::POST, path, token)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        split(r).await
+    }
+
+    /// GET with a token.
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = self
+            .request(reqwest::Method::GET, path, token)
+            .send()
+            .await
+            .expect("request");
+        split(r).await
+    }
+
+    /// DELETE with a token.
+    pub async fn delete(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = self
+            .request(reqwest::Method::DELETE, path, token)
+            .send()
+            .await
+            .expect("request");
+        split(r).await
+    }
+
+    /// Create a tenant through the admin API and mint it a token.
+    pub async fn tenant(&self, name: &str, tier: &str) -> (String, String) {
+        let admin = admin_token();
+        let (status, tenant) = self
+            .post(
+                "/v1/admin/tenants",
+                &admin,
+                &json!({"name": name, "tier": tier}),
+            )
+            .await;
+        assert_eq!(status, 201, "{tenant}");
+        let id = tenant["id"].as_str().expect("id").to_owned();
+        let (status, minted) = self
+            .post(
+                &format!("/v1/admin/tenants/{id}/tokens"),
+                &admin,
+                &json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{minted}");
+        (id, minted["token"].as_str().expect("token").to_owned())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Status and JSON body of a response.
+pub async fn split(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Sign arbitrary claims with the test secret.
+pub fn sign(claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign")
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+/// An admin token signed with the test secret.
+pub fn admin_token() -> String {
+    sign(&json!({"scope": "admin", "exp": now() + 3600}))
+}
+
+/// A tenant token signed with the test secret.
+pub fn tenant_token(tenant_id: &str) -> String {
+    sign(&json!({"tenant_id": tenant_id, "exp": now() + 3600}))
+}
+
+/// A running server with its data dir and (maybe) database kept alive.
+pub struct Env {
+    /// The server.
+    pub server: TestServer,
+    /// Keeps the data dir.
+    pub dir: tempfile::TempDir,
+    /// Keeps the database.
+    pub pg: Option<PgDatabase>,
+}
+
+/// Start a server on `db`; `None` when PostgreSQL is unavailable outside CI.
+pub async fn start(db: Db, options: Options) -> Option<Env> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pg = match db {
+        Db::Sqlite => None,
+        Db::Postgres => Some(PgDatabase::create().await?),
+    };
+    let server = TestServer::start(dir.path(), pg.as_ref().map(|p| p.url.as_str()), options)
+        .await
+        .expect("server starts");
+    Some(Env { server, dir, pg })
+}
+
+/// Run the analyzer CLI with the given args on a data dir/database.
+pub fn cli(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (bool, String, String) {
+    let mut cmd = base_command(data_dir, database_url);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.args(args).output().expect("run analyzer");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Define a test scenario once and run it on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($(#[$meta:meta])* async fn $name:ident($db:ident: Db) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn scenario($db: $crate::Db) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sqlite() {
+                scenario($crate::Db::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres() {
+                scenario($crate::Db::Postgres).await;
+            }
+        }
+    };
+}
