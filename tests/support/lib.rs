@@ -189,12 +189,11 @@ impl TestServer {
             let lines = Arc::clone(&lines);
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                        if v["fields"]["message"] == "listening" {
-                            if let Some(addr) = v["fields"]["addr"].as_str() {
-                                let _ = addr_tx.send(addr.to_owned());
-                            }
-                        }
+                    if let Ok(v) = serde_json::from_str::<Value>(&line)
+                        && v["fields"]["message"] == "listening"
+                        && let Some(addr) = v["fields"]["addr"].as_str()
+                    {
+                        let _ = addr_tx.send(addr.to_owned());
                     }
                     if let Ok(mut l) = lines.lock() {
                         l.push(line);

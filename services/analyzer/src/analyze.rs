@@ -88,6 +88,9 @@ impl Default for ExtractiveAnalyst {
     }
 }
 
+/// A sentence must score at least this share of the best one to be quoted.
+const RELATIVE_CUTOFF: f32 = 0.5;
+
 /// The answer given when nothing relevant was retrieved.
 pub const NO_ANSWER: &str = "No relevant passages were found in your documents for this question.";
 
@@ -119,7 +122,10 @@ impl Analyst for ExtractiveAnalyst {
             }
         }
         candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-        // Most relevant first: the first sentence is the best answer.
+        // Most relevant first: the first sentence is the best answer. A
+        // sentence far weaker than the best one is noise, not support.
+        let best = candidates.first().map_or(0.0, |c| c.0);
+        candidates.retain(|c| c.0 >= best * RELATIVE_CUTOFF);
         candidates.truncate(self.max_sentences);
 
         let mut citations: Vec<Citation> = Vec::new();
@@ -206,6 +212,24 @@ mod tests {
         assert_eq!(a.citations.len(), 2);
         assert_eq!(a.citations[0].document_id, "q3");
         assert_eq!(a.model, "extractive");
+    }
+
+    #[tokio::test]
+    async fn weakly_related_sentences_are_left_out() {
+        let hits = vec![hit(
+            "handbook",
+            0,
+            0.4,
+            "Employees accrue 25 vacation days per year. Unused vacation days expire at the end of March. Remote work is allowed three days a week.",
+        )];
+        let a = ExtractiveAnalyst::default()
+            .analyze("When do vacation days expire?", &hits)
+            .await
+            .expect("answer");
+        assert_eq!(
+            a.answer,
+            "Unused vacation days expire at the end of March. [1] Employees accrue 25 vacation days per year. [1]"
+        );
     }
 
     #[tokio::test]

@@ -303,12 +303,11 @@ impl TenantCache {
     }
 
     async fn resolve(&self, db: &Db, id: &TenantId) -> Result<Tenant, AuthError> {
-        if let Ok(entries) = self.entries.lock() {
-            if let Some((tenant, at)) = entries.get(id) {
-                if at.elapsed() < self.ttl {
-                    return Ok(tenant.clone());
-                }
-            }
+        if let Ok(entries) = self.entries.lock()
+            && let Some((tenant, at)) = entries.get(id)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(tenant.clone());
         }
         let tenant = db.tenant(id).await?.ok_or(AuthError::UnknownTenant)?;
         if let Ok(mut entries) = self.entries.lock() {

@@ -257,16 +257,15 @@ impl Config {
         };
 
         let database_url = env.var("DATABASE_URL");
-        if let Some(url) = &database_url {
-            if !(url.starts_with("postgres://")
+        if let Some(url) = &database_url
+            && !(url.starts_with("postgres://")
                 || url.starts_with("postgresql://")
                 || url.starts_with("sqlite:"))
-            {
-                return Err(invalid(
-                    "DATABASE_URL",
-                    "expected a postgres://… or sqlite:… URL",
-                ));
-            }
+        {
+            return Err(invalid(
+                "DATABASE_URL",
+                "expected a postgres://… or sqlite:… URL",
+            ));
         }
 
         let jwt = JwtConfig {
@@ -277,18 +276,16 @@ impl Config {
             audience: env.var("JWT_AUDIENCE"),
             leeway: Duration::from_secs(parse_or(env, "JWT_LEEWAY_SECONDS", 30u64)?),
         };
-        if let Some(secret) = env.var("JWT_SECRET") {
-            if secret.len() < 32 {
-                return Err(invalid(
-                    "JWT_SECRET",
-                    "expected at least 32 bytes of secret for HS256",
-                ));
-            }
+        if env.var("JWT_SECRET").is_some_and(|s| s.len() < 32) {
+            return Err(invalid(
+                "JWT_SECRET",
+                "expected at least 32 bytes of secret for HS256",
+            ));
         }
-        if let Some(url) = &jwt.jwks_url {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(invalid("JWT_JWKS_URL", "expected an http(s):// URL"));
-            }
+        if let Some(url) = &jwt.jwks_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(invalid("JWT_JWKS_URL", "expected an http(s):// URL"));
         }
         if environment == Environment::Production
             && jwt.secret.is_none()
@@ -527,12 +524,13 @@ mod tests {
 
     #[test]
     fn a_bad_value_names_the_variable() {
-        let err = Config::load(&env(&[("ANALYZER_BIND", "nope")])).unwrap_err();
+        let err = Config::load(&env(&[("ANALYZER_BIND", "nope")])).expect_err("must be refused");
         assert!(err.to_string().starts_with("ANALYZER_BIND:"), "{err}");
-        let err = Config::load(&env(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
-        assert!(err.to_string().starts_with("DATABASE_URL:"), "{err}");
         let err =
-            Config::load(&env(&[("ANALYZER_TIER_STANDARD_REQUESTS_PER_MINUTE", "0")])).unwrap_err();
+            Config::load(&env(&[("DATABASE_URL", "mysql://x")])).expect_err("must be refused");
+        assert!(err.to_string().starts_with("DATABASE_URL:"), "{err}");
+        let err = Config::load(&env(&[("ANALYZER_TIER_STANDARD_REQUESTS_PER_MINUTE", "0")]))
+            .expect_err("must be refused");
         assert!(
             err.to_string()
                 .starts_with("ANALYZER_TIER_STANDARD_REQUESTS_PER_MINUTE:"),
@@ -542,7 +540,8 @@ mod tests {
 
     #[test]
     fn production_requires_a_verification_key() {
-        let err = Config::load(&env(&[("ANALYZER_ENV", "production")])).unwrap_err();
+        let err =
+            Config::load(&env(&[("ANALYZER_ENV", "production")])).expect_err("must be refused");
         assert!(err.to_string().contains("JWT_SECRET"), "{err}");
         let secret = "s".repeat(32);
         Config::load(&env(&[
@@ -554,7 +553,7 @@ mod tests {
 
     #[test]
     fn a_short_hs256_secret_is_refused() {
-        let err = Config::load(&env(&[("JWT_SECRET", "short")])).unwrap_err();
+        let err = Config::load(&env(&[("JWT_SECRET", "short")])).expect_err("must be refused");
         assert!(err.to_string().starts_with("JWT_SECRET:"), "{err}");
     }
 
@@ -584,7 +583,8 @@ mod tests {
 
     #[test]
     fn a_bad_cors_origin_is_refused() {
-        let err = Config::load(&env(&[("ANALYZER_CORS_ORIGINS", "example.com")])).unwrap_err();
+        let err = Config::load(&env(&[("ANALYZER_CORS_ORIGINS", "example.com")]))
+            .expect_err("must be refused");
         assert!(
             err.to_string().starts_with("ANALYZER_CORS_ORIGINS:"),
             "{err}"
@@ -593,7 +593,8 @@ mod tests {
 
     #[test]
     fn remote_backends_not_built_yet_are_refused_rather_than_ignored() {
-        let err = Config::load(&env(&[("QDRANT_URL", "http://q:6334")])).unwrap_err();
+        let err =
+            Config::load(&env(&[("QDRANT_URL", "http://q:6334")])).expect_err("must be refused");
         assert!(err.to_string().starts_with("QDRANT_URL:"), "{err}");
     }
 }

@@ -15,8 +15,16 @@ pub enum Sink {
 /// Install the global subscriber. `ANALYZER_LOG_FORMAT=text` gives plain
 /// text; the default is JSON.
 pub fn init(sink: Sink) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    // qdrant-edge logs its WAL at info and, at every start, two warnings
+    // about process-wide defaults (feature flags, an mmap probe) that Edge
+    // never initializes; they are not actionable, so its chatter is cut to
+    // what matters.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(
+            "info,sqlx=warn,qdrant_edge=warn,qdrant_edge::common::flags=error,\
+             qdrant_edge::common::mmap=error",
+        )
+    });
     let text = std::env::var("ANALYZER_LOG_FORMAT").is_ok_and(|v| v == "text");
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let result = match (text, sink) {
