@@ -112,12 +112,6 @@ impl Application {
 
 /// Build the shared state: store (migrated), auth, embedder, vectors, analyst.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!(
-            "ANALYZER_DATA_DIR: cannot create {}",
-            config.data_dir.display()
-        )
-    })?;
     let db = connect_store(&config).await?;
     let auth = Authenticator::from_config(&config)?;
     let embedder: Arc<dyn Embedder> = Arc::new(HashEmbedder::default());
@@ -139,8 +133,15 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     }))
 }
 
-/// Connect to the configured database and apply migrations.
+/// Create the data dir, connect to the configured database and apply
+/// migrations: what every command needs before it touches data.
 pub async fn connect_store(config: &Config) -> anyhow::Result<Db> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "ANALYZER_DATA_DIR: cannot create {}",
+            config.data_dir.display()
+        )
+    })?;
     let db = Db::connect(config)
         .await
         .context("DATABASE_URL: cannot connect to the database")?;

@@ -589,6 +589,46 @@ mod tests {
         assert!(auth.verify(&no_aud).await.is_err());
     }
 
+    #[tokio::test]
+    async fn an_es256_pem_key_accepts_es256_and_nothing_else() {
+        let auth = auth_with(&[(
+            "JWT_PUBLIC_KEY",
+            include_str!("../../../tests/fixtures/ec_public.pem"),
+        )]);
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = serde_json::json!({"scope": "admin", "exp": now + 60});
+        let es256 = jsonwebtoken::encode(
+            &Header::new(Algorithm::ES256),
+            &claims,
+            &EncodingKey::from_ec_pem(include_bytes!("../../../tests/fixtures/ec_private.pem"))
+                .expect("ec key"),
+        )
+        .expect("sign");
+        assert!(auth.verify(&es256).await.is_ok());
+        assert!(!auth.can_mint());
+        let hs256 = sign(&claims, SECRET);
+        assert!(matches!(
+            auth.verify(&hs256).await,
+            Err(AuthError::Invalid("token algorithm not accepted"))
+        ));
+    }
+
+    #[test]
+    fn a_public_key_that_is_not_pem_is_a_startup_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env: Map<String, String> = [
+            ("JWT_PUBLIC_KEY".to_owned(), "not a key".to_owned()),
+            (
+                "ANALYZER_DATA_DIR".to_owned(),
+                dir.path().to_string_lossy().into_owned(),
+            ),
+        ]
+        .into();
+        let config = Config::load(&env).expect("config");
+        let err = Authenticator::from_config(&config).expect_err("refused");
+        assert!(err.to_string().starts_with("JWT_PUBLIC_KEY"), "{err}");
+    }
+
     #[test]
     fn the_dev_secret_is_created_once_and_reused() {
         let dir = tempfile::tempdir().expect("tempdir");

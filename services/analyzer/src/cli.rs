@@ -124,12 +124,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn tenant(config: Config, cmd: TenantCommand) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!(
-            "ANALYZER_DATA_DIR: cannot create {}",
-            config.data_dir.display()
-        )
-    })?;
     let db = connect_store(&config).await?;
     let result = match cmd {
         TenantCommand::Create { name, tier } => {

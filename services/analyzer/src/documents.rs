@@ -112,15 +112,19 @@ struct ValidDocument {
     metadata: Map<String, Value>,
 }
 
+/// Whether `s` is 1 to 64 ASCII letters, digits, `_` or `-`: the rule for
+/// collection and metadata field names, which end up in payload paths.
+fn is_simple_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// Validate a collection name: 1 to 64 letters, digits, `_` or `-`.
 pub fn collection_name(raw: Option<String>) -> Result<String, ServiceError> {
     let name = raw.unwrap_or_else(|| DEFAULT_COLLECTION.to_owned());
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if !is_simple_name(&name) {
         return Err(ServiceError::Invalid(format!(
             "`collection` must be 1 to 64 letters, digits, `_` or `-`, got `{}`",
             truncate(&name, 80)
@@ -147,12 +151,7 @@ pub fn document_id(raw: &str) -> Result<String, ServiceError> {
 
 /// Validate a metadata field name (it is addressable by search filters).
 pub fn field_name(raw: &str) -> Result<(), ServiceError> {
-    if raw.is_empty()
-        || raw.len() > 64
-        || !raw
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if !is_simple_name(raw) {
         return Err(ServiceError::Invalid(format!(
             "metadata field names must be 1 to 64 letters, digits, `_` or `-`, got `{}`",
             truncate(raw, 80)

@@ -13,7 +13,8 @@ use crate::store::StoreError;
 /// An RFC 9457 problem, as sent.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
-    /// A URI naming the kind of problem.
+    /// `about:blank` (RFC 9457): the status and title say what kind of
+    /// problem it is; `detail` says what went wrong.
     #[serde(rename = "type")]
     pub kind: String,
     /// Short summary of the kind.
@@ -29,11 +30,9 @@ pub struct Problem {
 impl Problem {
     /// A problem with an empty request id (filled in by the middleware).
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        let title = status.canonical_reason().unwrap_or("Error").to_owned();
-        let slug = title.to_ascii_lowercase().replace([' ', '\''], "-");
         Self {
-            kind: format!("https://analyzer.dev/problems/{slug}"),
-            title,
+            kind: "about:blank".to_owned(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail: detail.into(),
             request_id: String::new(),
