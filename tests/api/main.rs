@@ -4,6 +4,7 @@
 //! PostgreSQL.
 
 mod bad_input;
+mod cache;
 mod cli;
 mod isolation;
 mod journey;

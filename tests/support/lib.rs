@@ -32,6 +32,115 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
+/// The Redis server the tests use: `REDIS_URL`, or the local one.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL")
+        .ok()
+        .filter(|u| u.starts_with("redis"))
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Whether the shared Redis answers; `false` (with a note) outside CI when
+/// it does not, a panic under `CI=true`.
+pub async fn redis_available() -> bool {
+    let url = redis_url();
+    let addr = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap_or("127.0.0.1:6379")
+        .rsplit('@')
+        .next()
+        .unwrap_or("127.0.0.1:6379")
+        .to_owned();
+    match tokio::net::TcpStream::connect(&addr).await {
+        Ok(_) => true,
+        Err(e) => {
+            if in_ci() {
+                panic!("Redis at {addr} is required under CI=true: {e}");
+            }
+            eprintln!("SKIPPED: Redis at {addr} unreachable ({e})");
+            false
+        }
+    }
+}
+
+/// A `redis-server` this test starts on a free loopback port, and stops.
+pub struct OwnRedis {
+    child: Option<Child>,
+    /// Its port.
+    pub port: u16,
+}
+
+impl OwnRedis {
+    /// Start one (on `port`, or a free one). Panics under CI if
+    /// `redis-server` is missing; `None` with a note elsewhere.
+    pub async fn start(port: Option<u16>) -> Option<Self> {
+        let port = match port {
+            Some(p) => p,
+            None => std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("free port"),
+        };
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                if in_ci() {
+                    panic!("redis-server is required under CI=true: {e}");
+                }
+                eprintln!("SKIPPED: cannot start redis-server ({e})");
+                return None;
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Some(Self {
+            child: Some(child),
+            port,
+        })
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kill it and wait until the port is closed.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::analyze::ExtractiveAnalyst;
 use crate::auth::Authenticator;
+use crate::cache::{Cache, MemoryCache, RedisCache};
 use crate::config::{Config, Environment};
 use crate::embed::{Embedder, HashEmbedder};
 use crate::http::{AppInner, AppState, router};
@@ -122,6 +124,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             .await
             .context("opening the vector store")??,
     );
+    let cache: Arc<dyn Cache> = match &config.cache.redis_url {
+        Some(url) => {
+            Arc::new(RedisCache::connect(url.expose_secret(), config.cache.redis_timeout).await?)
+        }
+        None => Arc::new(MemoryCache::new(config.cache.memory_max_bytes)),
+    };
     Ok(AppState::new(AppInner {
         config,
         db,
@@ -130,6 +138,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         vectors,
         analyst: Arc::new(ExtractiveAnalyst::default()),
         usage: UsageRecorder::default(),
+        cache,
+        cache_stats: Arc::default(),
     }))
 }
 

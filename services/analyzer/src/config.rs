@@ -171,6 +171,19 @@ pub struct ChunkingConfig {
     pub overlap_chars: usize,
 }
 
+/// The query cache.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// `redis://…` or `rediss://…`; `None` means the in-process cache.
+    pub redis_url: Option<SecretString>,
+    /// How long a cached search result lives.
+    pub ttl: Duration,
+    /// Bound of the in-process cache, in bytes.
+    pub memory_max_bytes: usize,
+    /// Connect and command timeout for Redis.
+    pub redis_timeout: Duration,
+}
+
 /// The whole, validated configuration of the service.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -186,6 +199,8 @@ pub struct Config {
     pub db_max_connections: u32,
     /// Token verification.
     pub jwt: JwtConfig,
+    /// The query cache.
+    pub cache: CacheConfig,
     /// Browser origins allowed by CORS.
     pub cors_origins: Vec<String>,
     /// Per-request limits.
@@ -230,7 +245,6 @@ impl Config {
 
     fn parse(env: &dyn Env) -> Result<Self, ConfigError> {
         for (name, issue) in [
-            ("REDIS_URL", "issue 3"),
             ("QDRANT_URL", "issue 3"),
             ("OPENAI_API_KEY", "issue 3"),
             ("ANALYZER_SSM_PATH", "issue 3"),
@@ -297,6 +311,31 @@ impl Config {
                 "ANALYZER_ENV=production requires JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL",
             ));
         }
+
+        let redis_url = env.var("REDIS_URL");
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(invalid(
+                "REDIS_URL",
+                "expected a redis://… or rediss://… URL",
+            ));
+        }
+        let cache = CacheConfig {
+            redis_url: redis_url.map(SecretString::from),
+            ttl: Duration::from_secs(parse_or(env, "ANALYZER_CACHE_TTL_SECONDS", 300u64)?),
+            memory_max_bytes: parse_or(env, "ANALYZER_CACHE_MAX_BYTES", 64 * 1024 * 1024)?,
+            redis_timeout: Duration::from_millis(parse_or(
+                env,
+                "ANALYZER_REDIS_TIMEOUT_MS",
+                250u64,
+            )?),
+        };
+        positive(cache.ttl.as_secs(), "ANALYZER_CACHE_TTL_SECONDS")?;
+        positive(
+            cache.redis_timeout.as_millis() as u64,
+            "ANALYZER_REDIS_TIMEOUT_MS",
+        )?;
 
         let cors_origins = env
             .var("ANALYZER_CORS_ORIGINS")
@@ -374,6 +413,7 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("./data")),
             database_url: database_url.map(SecretString::from),
+            cache,
             db_max_connections: parse_or(env, "ANALYZER_DB_MAX_CONNECTIONS", 16)?,
             jwt,
             cors_origins,
@@ -596,5 +636,14 @@ mod tests {
         let err =
             Config::load(&env(&[("QDRANT_URL", "http://q:6334")])).expect_err("must be refused");
         assert!(err.to_string().starts_with("QDRANT_URL:"), "{err}");
+    }
+
+    #[test]
+    fn a_redis_url_must_be_redis() {
+        let err = Config::load(&env(&[("REDIS_URL", "http://r:6379")])).expect_err("refused");
+        assert!(err.to_string().starts_with("REDIS_URL:"), "{err}");
+        let ok = Config::load(&env(&[("REDIS_URL", "rediss://r:6379")])).expect("valid");
+        assert!(ok.cache.redis_url.is_some());
+        assert_eq!(ok.cache.ttl, Duration::from_secs(300));
     }
 }

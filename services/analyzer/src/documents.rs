@@ -340,6 +340,7 @@ impl Ingestor<'_> {
             }
             return Err(e.into());
         }
+        let replaced_any = !previous.is_empty();
         for (id, (revision, count)) in previous {
             let count = u32::try_from(count).unwrap_or(u32::MAX);
             if let Err(e) = self
@@ -349,6 +350,11 @@ impl Ingestor<'_> {
             {
                 tracing::error!(error = %e, document_id = %id, "could not remove a replaced revision's vectors");
             }
+        }
+        if replaced_any {
+            // A search between the commit and the removal above may have
+            // cached old and new chunks together: make that entry unreachable.
+            self.db.bump_generation(tenant).await?;
         }
         Ok(IngestResponse {
             ids,

@@ -7,6 +7,7 @@
 pub mod analyze;
 pub mod app;
 pub mod auth;
+pub mod cache;
 pub mod chunk;
 pub mod cli;
 pub mod config;

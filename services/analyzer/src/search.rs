@@ -1,9 +1,15 @@
 //! Search: validated queries over one tenant's collection.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
 use utoipa::ToSchema;
 
+use crate::cache::{Cache, CacheStats};
 use crate::documents::{DEFAULT_COLLECTION, collection_name, field_name};
 use crate::embed::Embedder;
 use crate::error::ServiceError;
@@ -135,82 +141,121 @@ impl Retrieval {
             filter: conditions,
         })
     }
+    /// The cache key of this retrieval at a data generation: everything
+    /// that changes the result is in it (model, normalized query, top_k,
+    /// filter), and the generation makes older entries unreachable.
+    fn cache_key(&self, model: &str, generation: i64) -> String {
+        let mut filter: Vec<String> = self
+            .filter
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect();
+        filter.sort();
+        let normalized = self.query.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut hash = Sha256::new();
+        for part in [
+            model,
+            &normalized,
+            &self.top_k.to_string(),
+            &filter.join("\u{1f}"),
+        ] {
+            hash.update(part.as_bytes());
+            hash.update([0x1e]);
+        }
+        let digest: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        format!("search:{}:{generation}:{digest}", self.collection)
+    }
+}
 
-    /// Run the retrieval for `tenant`. An unknown collection is a 404; the
-    /// default collection always exists (it may be empty).
-    pub async fn run(
+/// What a retrieval needs. Cheap to build per request.
+pub struct Retriever<'a> {
+    /// The relational store (collection check, data generation).
+    pub db: &'a Db,
+    /// The embedder.
+    pub embedder: &'a dyn Embedder,
+    /// The vector store.
+    pub vectors: &'a dyn VectorStore,
+    /// The query cache.
+    pub cache: Arc<dyn Cache>,
+    /// Cache outcome counters.
+    pub stats: Arc<CacheStats>,
+    /// Lifetime of cached results.
+    pub ttl: Duration,
+}
+
+/// The hits of a retrieval, and whether they came from the cache.
+#[derive(Debug, Clone)]
+pub struct Retrieved {
+    /// Best first.
+    pub hits: Vec<ChunkHit>,
+    /// Served from the query cache.
+    pub cached: bool,
+}
+
+impl Retriever<'_> {
+    /// Run `retrieval` for `tenant`. An unknown collection is a 404; the
+    /// default collection always exists (it may be empty). A cache failure
+    /// is counted and the search runs without it.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, top_k = retrieval.top_k))]
+    pub async fn retrieve(
         &self,
-        db: &Db,
-        embedder: &dyn Embedder,
-        vectors: &dyn VectorStore,
         tenant: &TenantId,
-    ) -> Result<Vec<ChunkHit>, ServiceError> {
-        if self.collection != DEFAULT_COLLECTION
-            && !db.collection_exists(tenant, &self.collection).await?
-        {
+        retrieval: &Retrieval,
+    ) -> Result<Retrieved, ServiceError> {
+        let context = self
+            .db
+            .search_context(tenant, &retrieval.collection)
+            .await?;
+        if retrieval.collection != DEFAULT_COLLECTION && !context.collection_exists {
             return Err(ServiceError::NotFound(format!(
                 "collection `{}` not found",
-                self.collection
+                retrieval.collection
             )));
         }
-        let vector = embedder
-            .embed(std::slice::from_ref(&self.query))
+        let key = retrieval.cache_key(self.embedder.model(), context.generation);
+        let lookup = self.cache.get(tenant, &key).await;
+        self.stats.record(&lookup);
+        match lookup {
+            Ok(Some(bytes)) => match serde_json::from_slice::<Vec<ChunkHit>>(&bytes) {
+                Ok(hits) => return Ok(Retrieved { hits, cached: true }),
+                Err(e) => tracing::warn!(error = %e, "unreadable cache entry; recomputing"),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "cache bypassed"),
+        }
+
+        let vector = self
+            .embedder
+            .embed(std::slice::from_ref(&retrieval.query))
             .await?
             .pop()
             .ok_or_else(|| {
                 crate::embed::EmbedError::Unavailable("embedder returned no vector".into())
             })?;
-        let hits = vectors
+        let hits = self
+            .vectors
             .search(
                 tenant,
                 SearchQuery {
-                    collection: self.collection.clone(),
+                    collection: retrieval.collection.clone(),
                     vector,
-                    top_k: self.top_k,
-                    filter: self.filter.clone(),
+                    top_k: retrieval.top_k,
+                    filter: retrieval.filter.clone(),
                 },
             )
             .await?;
-        Ok(hits)
-    }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn parse(top_k: Option<i64>, filter: Value) -> Result<Retrieval, ServiceError> {
-        Retrieval::parse(
-            "query",
-            "q".into(),
-            top_k,
-            None,
-            filter.as_object().cloned(),
-            100,
-        )
-    }
-
-    #[test]
-    fn top_k_is_bounded() {
-        assert_eq!(parse(None, json!(null)).expect("default").top_k, 5);
-        assert!(parse(Some(0), json!(null)).is_err());
-        assert!(parse(Some(-3), json!(null)).is_err());
-        assert!(parse(Some(101), json!(null)).is_err());
-        assert_eq!(parse(Some(100), json!(null)).expect("max").top_k, 100);
-    }
-
-    #[test]
-    fn filters_take_scalars_only() {
-        let ok = parse(None, json!({"lang": "en", "year": 2024, "draft": false})).expect("ok");
-        assert_eq!(ok.filter.len(), 3);
-        assert!(parse(None, json!({"score": 1.5})).is_err());
-        assert!(parse(None, json!({"tags": ["a"]})).is_err());
-        assert!(parse(None, json!({"bad key": "x"})).is_err());
-    }
-
-    #[test]
-    fn an_empty_query_is_refused() {
-        assert!(Retrieval::parse("query", "  ".into(), None, None, None, 10).is_err());
+        // Stored before answering (bounded by the cache's short timeout), so
+        // a result is cached once its response has been sent.
+        if let Ok(bytes) = serde_json::to_vec(&hits)
+            && let Err(e) = self.cache.put(tenant, &key, bytes.into(), self.ttl).await
+        {
+            self.stats.bypassed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(error = %e, "cache store skipped");
+        }
+        Ok(Retrieved {
+            hits,
+            cached: false,
+        })
     }
 }

@@ -76,6 +76,15 @@ pub struct StoredDocument {
     pub updated_at: i64,
 }
 
+/// What a search reads from the store before it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchContext {
+    /// Bumped by every change to the tenant's documents.
+    pub generation: i64,
+    /// Whether the tenant has any document in the collection.
+    pub collection_exists: bool,
+}
+
 /// What a tenant has stored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StorageTotals {
@@ -322,6 +331,7 @@ impl Db {
             .await?;
             chunks += doc.chunk_count;
         }
+        bump_generation(&mut tx, tenant).await?;
         let ingested = i64::try_from(documents.len()).unwrap_or(i64::MAX);
         for (metric, value) in [
             ("documents_ingested", ingested),
@@ -335,27 +345,52 @@ impl Db {
 
     /// Delete one document; `false` if the tenant has no such document.
     pub async fn delete_document(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let result = sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.as_str())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        bump_generation(&mut tx, tenant).await?;
+        tx.commit().await?;
         Ok(result.rows_affected() > 0)
     }
 
-    /// Whether the tenant has any document in `collection`.
-    pub async fn collection_exists(
+    /// Mark the tenant's data as changed (after a change made outside a
+    /// transaction of this store, such as removing replaced vectors).
+    pub async fn bump_generation(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        bump_generation(&mut tx, tenant).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// What a search needs from the store, in one round trip: the tenant's
+    /// data generation and whether it has any document in `collection`.
+    pub async fn search_context(
         &self,
         tenant: &TenantId,
         collection: &str,
-    ) -> Result<bool, StoreError> {
-        let row =
-            sqlx::query("SELECT 1 FROM documents WHERE tenant_id = $1 AND collection = $2 LIMIT 1")
-                .bind(tenant.as_str())
-                .bind(collection)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.is_some())
+    ) -> Result<SearchContext, StoreError> {
+        let row = sqlx::query(
+            "SELECT data_generation, CAST(CASE WHEN EXISTS (SELECT 1 FROM documents \
+             WHERE tenant_id = $1 AND collection = $2) THEN 1 ELSE 0 END AS BIGINT) \
+             FROM tenants WHERE id = $1",
+        )
+        .bind(tenant.as_str())
+        .bind(collection)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => SearchContext {
+                generation: row.try_get(0)?,
+                collection_exists: row.try_get::<i64, _>(1)? == 1,
+            },
+            None => SearchContext {
+                generation: 0,
+                collection_exists: false,
+            },
+        })
     }
 
     /// What a tenant has stored.
@@ -406,6 +441,17 @@ impl Db {
             .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?)))
             .collect()
     }
+}
+
+async fn bump_generation(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &TenantId,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE tenants SET data_generation = data_generation + 1 WHERE id = $1")
+        .bind(tenant.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 async fn add_usage(

@@ -43,15 +43,11 @@ pub(super) async fn analyze(
         None,
         state.config.limits.max_top_k,
     )?;
-    let hits = retrieval
-        .run(
-            &state.db,
-            state.embedder.as_ref(),
-            state.vectors.as_ref(),
-            &tenant.id,
-        )
+    let retrieved = state.retriever().retrieve(&tenant.id, &retrieval).await?;
+    let analysis = state
+        .analyst
+        .analyze(&retrieval.query, &retrieved.hits)
         .await?;
-    let analysis = state.analyst.analyze(&retrieval.query, &hits).await?;
     state.usage.add(&tenant.id, metrics::ANALYSES, 1);
     if !body.stream {
         return Ok(Json(analysis).into_response());

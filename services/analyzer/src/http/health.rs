@@ -36,7 +36,7 @@ pub(super) async fn health() -> Json<Health> {
 /// One dependency's state.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Check {
-    /// `ok` or `unavailable`.
+    /// `ok`, `degraded` (cache only) or `unavailable`.
     pub status: &'static str,
     /// Which implementation is configured.
     pub backend: String,
@@ -45,7 +45,8 @@ pub struct Check {
 /// `GET /ready` body.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
-    /// `ok` when every check is ok, else `unavailable`.
+    /// `ok`; `degraded` when only the cache is down (the service still
+    /// answers); `unavailable` when a required dependency is down (503).
     pub status: &'static str,
     /// `database`, `cache`, `vector_store`, `llm`.
     pub checks: BTreeMap<&'static str, Check>,
@@ -65,12 +66,23 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
     if let Err(e) = &vectors {
         tracing::warn!(error = %e, "readiness: vector store unavailable");
     }
+    // The cache is an accelerator: when it is down the service still
+    // answers, so it degrades readiness without failing it.
+    let cache = state.cache.health().await;
+    if let Err(e) = &cache {
+        tracing::warn!(error = %e, "readiness: cache degraded");
+    }
     let status = |ok: bool| if ok { "ok" } else { "unavailable" };
     let db_backend = match state.db.backend() {
         Backend::Sqlite => "sqlite",
         Backend::Postgres => "postgres",
     };
     let all_ok = database.is_ok() && vectors.is_ok();
+    let overall = match (all_ok, cache.is_ok()) {
+        (false, _) => "unavailable",
+        (true, false) => "degraded",
+        (true, true) => "ok",
+    };
     let checks = BTreeMap::from([
         (
             "database",
@@ -82,8 +94,8 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
         (
             "cache",
             Check {
-                status: "ok",
-                backend: "none".into(),
+                status: if cache.is_ok() { "ok" } else { "degraded" },
+                backend: state.cache.backend().into(),
             },
         ),
         (
@@ -109,7 +121,7 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
     let mut response = (
         code,
         Json(Readiness {
-            status: status(all_ok),
+            status: overall,
             checks,
         }),
     )

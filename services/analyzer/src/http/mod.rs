@@ -30,8 +30,10 @@ use tracing::Level;
 
 use crate::analyze::Analyst;
 use crate::auth::{AuthError, Authenticator, Principal};
+use crate::cache::{Cache, CacheStats};
 use crate::config::Config;
 use crate::embed::Embedder;
+use crate::search::Retriever;
 use crate::store::Db;
 use crate::usage::{UsageRecorder, metrics};
 use crate::vectors::VectorStore;
@@ -59,12 +61,28 @@ pub struct AppInner {
     pub analyst: Arc<dyn Analyst>,
     /// Usage counters.
     pub usage: UsageRecorder,
+    /// The query cache.
+    pub cache: Arc<dyn Cache>,
+    /// Cache outcome counters.
+    pub cache_stats: Arc<CacheStats>,
 }
 
 impl AppState {
     /// Wrap the parts.
     pub fn new(inner: AppInner) -> Self {
         Self(Arc::new(inner))
+    }
+
+    /// A retriever over this state's stores, embedder and cache.
+    pub fn retriever(&self) -> Retriever<'_> {
+        Retriever {
+            db: &self.db,
+            embedder: self.embedder.as_ref(),
+            vectors: self.vectors.as_ref(),
+            cache: Arc::clone(&self.cache),
+            stats: Arc::clone(&self.cache_stats),
+            ttl: self.config.cache.ttl,
+        }
     }
 }
 

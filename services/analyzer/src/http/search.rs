@@ -34,17 +34,10 @@ pub(super) async fn search(
         body.filter,
         state.config.limits.max_top_k,
     )?;
-    let hits = retrieval
-        .run(
-            &state.db,
-            state.embedder.as_ref(),
-            state.vectors.as_ref(),
-            &tenant.id,
-        )
-        .await?;
+    let retrieved = state.retriever().retrieve(&tenant.id, &retrieval).await?;
     state.usage.add(&tenant.id, metrics::SEARCHES, 1);
     Ok(Json(SearchResponse {
-        hits: hits.into_iter().map(Hit::from).collect(),
-        cached: false,
+        hits: retrieved.hits.into_iter().map(Hit::from).collect(),
+        cached: retrieved.cached,
     }))
 }

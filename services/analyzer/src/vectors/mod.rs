@@ -99,7 +99,7 @@ pub struct SearchQuery {
 }
 
 /// One search result.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChunkHit {
     /// The document id.
     pub document_id: String,
