@@ -9,5 +9,6 @@ mod cli;
 mod isolation;
 mod journey;
 mod lifecycle;
+mod openai;
 mod operations;
 mod tokens;

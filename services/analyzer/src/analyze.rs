@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
+use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -66,13 +67,55 @@ pub struct Analysis {
     pub usage: Usage,
 }
 
+/// One event of a streamed answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnswerEvent {
+    /// The next piece of the answer text.
+    Delta(String),
+    /// The answer is complete.
+    Done(Usage),
+}
+
+/// A streamed answer: the citations are known before the first delta.
+pub struct AnswerStream {
+    /// Sources, numbered as the answer's `[n]` marks.
+    pub citations: Vec<Citation>,
+    /// The model answering.
+    pub model: String,
+    /// Deltas, then `Done`; an error ends the stream.
+    pub events: BoxStream<'static, Result<AnswerEvent, ServiceError>>,
+}
+
 /// Produces an answer from a question and retrieved chunks.
 #[async_trait]
 pub trait Analyst: Send + Sync {
     /// The model name reported in responses.
     fn model(&self) -> &str;
+    /// Estimated cost of an answer's usage, in millionths of a US dollar.
+    fn cost_micro_usd(&self, _usage: &Usage) -> u64 {
+        0
+    }
     /// Answer `question` from `hits` (best first).
     async fn analyze(&self, question: &str, hits: &[ChunkHit]) -> Result<Analysis, ServiceError>;
+    /// The same answer as a stream. By default, the whole answer is
+    /// computed and then sent a sentence at a time.
+    async fn analyze_stream(
+        &self,
+        question: &str,
+        hits: &[ChunkHit],
+    ) -> Result<AnswerStream, ServiceError> {
+        let analysis = self.analyze(question, hits).await?;
+        let mut events: Vec<Result<AnswerEvent, ServiceError>> = answer_deltas(&analysis.answer)
+            .into_iter()
+            .map(|d| Ok(AnswerEvent::Delta(d)))
+            .collect();
+        events.push(Ok(AnswerEvent::Done(analysis.usage)));
+        Ok(AnswerStream {
+            citations: analysis.citations,
+            model: analysis.model,
+            events: Box::pin(futures::stream::iter(events)),
+        })
+    }
 }
 
 /// The built-in analyst: extractive, no LLM.

@@ -12,12 +12,13 @@ use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::analyze::ExtractiveAnalyst;
+use crate::analyze::{Analyst, ExtractiveAnalyst};
 use crate::auth::Authenticator;
 use crate::cache::{Cache, MemoryCache, RedisCache};
 use crate::config::{Config, Environment};
 use crate::embed::{Embedder, HashEmbedder};
 use crate::http::{AppInner, AppState, router};
+use crate::openai::OpenAi;
 use crate::store::Db;
 use crate::usage::UsageRecorder;
 use crate::vectors::VectorStore;
@@ -116,7 +117,21 @@ impl Application {
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let db = connect_store(&config).await?;
     let auth = Authenticator::from_config(&config)?;
-    let embedder: Arc<dyn Embedder> = Arc::new(HashEmbedder::default());
+    let (embedder, analyst): (Arc<dyn Embedder>, Arc<dyn Analyst>) = match &config.openai {
+        Some(openai) => {
+            let api = OpenAi::new(openai.clone()).context("the AI provider client")?;
+            tracing::info!(
+                embedding_model = %openai.embedding_model,
+                chat_model = %openai.chat_model,
+                "AI provider: OpenAI-compatible"
+            );
+            (Arc::new(api.embedder()), Arc::new(api.analyst()))
+        }
+        None => (
+            Arc::new(HashEmbedder::default()),
+            Arc::new(ExtractiveAnalyst::default()),
+        ),
+    };
     let vector_dir = config.data_dir.join("vectors");
     let (model, dims) = (embedder.model().to_owned(), embedder.dimensions());
     let vectors: Arc<dyn VectorStore> = Arc::new(
@@ -136,7 +151,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         auth,
         embedder,
         vectors,
-        analyst: Arc::new(ExtractiveAnalyst::default()),
+        analyst,
         usage: UsageRecorder::default(),
         cache,
         cache_stats: Arc::default(),

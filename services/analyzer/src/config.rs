@@ -184,6 +184,136 @@ pub struct CacheConfig {
     pub redis_timeout: Duration,
 }
 
+/// An OpenAI-compatible provider for embeddings and analysis.
+#[derive(Debug, Clone)]
+pub struct OpenAiConfig {
+    /// `OPENAI_API_KEY` (optional for local compatible servers).
+    pub api_key: Option<SecretString>,
+    /// `OPENAI_BASE_URL`, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// `EMBEDDING_MODEL`.
+    pub embedding_model: String,
+    /// Length of the model's vectors (`EMBEDDING_DIMENSIONS`, known for
+    /// OpenAI's models).
+    pub embedding_dimensions: usize,
+    /// Whether to ask the provider for `embedding_dimensions` (OpenAI's
+    /// text-embedding-3 models can shorten their vectors).
+    pub send_dimensions: bool,
+    /// Inputs per embedding request.
+    pub embedding_batch: usize,
+    /// `CHAT_MODEL`.
+    pub chat_model: String,
+    /// Longest answer, in tokens.
+    pub max_completion_tokens: u32,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+    /// Retries after the first attempt.
+    pub max_retries: usize,
+    /// Longest wait before a retry (a longer `Retry-After` is not waited for).
+    pub max_retry_wait: Duration,
+    /// Prices for the cost estimate, US dollars per million tokens.
+    pub embedding_usd_per_mtok: f64,
+    /// Chat input price.
+    pub chat_input_usd_per_mtok: f64,
+    /// Chat output price.
+    pub chat_output_usd_per_mtok: f64,
+}
+
+/// Known vector lengths of OpenAI's embedding models.
+fn known_dimensions(model: &str) -> Option<usize> {
+    match model {
+        "text-embedding-3-small" | "text-embedding-ada-002" => Some(1536),
+        "text-embedding-3-large" => Some(3072),
+        _ => None,
+    }
+}
+
+/// List prices (US dollars per million tokens) of OpenAI's models, for the
+/// cost estimate; `(input, output)`.
+fn known_prices(model: &str) -> (f64, f64) {
+    match model {
+        "text-embedding-3-small" => (0.02, 0.0),
+        "text-embedding-3-large" => (0.13, 0.0),
+        "text-embedding-ada-002" => (0.10, 0.0),
+        "gpt-4o-mini" => (0.15, 0.60),
+        "gpt-4o" => (2.50, 10.0),
+        "gpt-4.1-mini" => (0.40, 1.60),
+        "gpt-4.1" => (2.0, 8.0),
+        _ => (0.0, 0.0),
+    }
+}
+
+fn openai_config(env: &dyn Env) -> Result<Option<OpenAiConfig>, ConfigError> {
+    let api_key = env.var("OPENAI_API_KEY");
+    let base_url = env.var("OPENAI_BASE_URL");
+    if api_key.is_none() && base_url.is_none() {
+        return Ok(None);
+    }
+    let base_url = base_url.unwrap_or_else(|| "https://api.openai.com/v1".to_owned());
+    if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+        return Err(invalid("OPENAI_BASE_URL", "expected an http(s):// URL"));
+    }
+    let embedding_model = env
+        .var("EMBEDDING_MODEL")
+        .unwrap_or_else(|| "text-embedding-3-small".to_owned());
+    let chat_model = env
+        .var("CHAT_MODEL")
+        .unwrap_or_else(|| "gpt-4o-mini".to_owned());
+    let explicit_dims: Option<usize> = match env.var("EMBEDDING_DIMENSIONS") {
+        Some(_) => Some(parse_or(env, "EMBEDDING_DIMENSIONS", 0usize)?),
+        None => None,
+    };
+    let embedding_dimensions = match (explicit_dims, known_dimensions(&embedding_model)) {
+        (Some(0), _) => {
+            return Err(invalid(
+                "EMBEDDING_DIMENSIONS",
+                "expected a value greater than zero",
+            ));
+        }
+        (Some(d), _) => d,
+        (None, Some(d)) => d,
+        (None, None) => {
+            return Err(invalid(
+                "EMBEDDING_DIMENSIONS",
+                format!("required for the embedding model `{embedding_model}` (its vector length)"),
+            ));
+        }
+    };
+    let send_dimensions =
+        explicit_dims.is_some() && embedding_model.starts_with("text-embedding-3");
+    let price = |name: &str, default: f64| -> Result<f64, ConfigError> {
+        let value: f64 = parse_or(env, name, default)?;
+        if !(value.is_finite() && value >= 0.0) {
+            return Err(invalid(name, "expected a non-negative number"));
+        }
+        Ok(value)
+    };
+    let (chat_in, chat_out) = known_prices(&chat_model);
+    let config = OpenAiConfig {
+        api_key: api_key.map(SecretString::from),
+        base_url: base_url.trim_end_matches('/').to_owned(),
+        embedding_dimensions,
+        send_dimensions,
+        embedding_batch: parse_or(env, "EMBEDDING_BATCH_SIZE", 128)?,
+        max_completion_tokens: parse_or(env, "CHAT_MAX_TOKENS", 800)?,
+        timeout: Duration::from_secs(parse_or(env, "OPENAI_TIMEOUT_SECONDS", 30u64)?),
+        max_retries: parse_or(env, "OPENAI_MAX_RETRIES", 3)?,
+        max_retry_wait: Duration::from_secs(parse_or(env, "OPENAI_MAX_RETRY_WAIT_SECONDS", 10u64)?),
+        embedding_usd_per_mtok: price(
+            "EMBEDDING_PRICE_PER_MTOK",
+            known_prices(&embedding_model).0,
+        )?,
+        chat_input_usd_per_mtok: price("CHAT_PRICE_INPUT_PER_MTOK", chat_in)?,
+        chat_output_usd_per_mtok: price("CHAT_PRICE_OUTPUT_PER_MTOK", chat_out)?,
+        embedding_model,
+        chat_model,
+    };
+    positive(config.embedding_batch as u64, "EMBEDDING_BATCH_SIZE")?;
+    positive(u64::from(config.max_completion_tokens), "CHAT_MAX_TOKENS")?;
+    positive(config.timeout.as_secs(), "OPENAI_TIMEOUT_SECONDS")?;
+    Ok(Some(config))
+}
+
 /// The whole, validated configuration of the service.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -201,6 +331,9 @@ pub struct Config {
     pub jwt: JwtConfig,
     /// The query cache.
     pub cache: CacheConfig,
+    /// The AI provider; `None` means the built-in embedder and extractive
+    /// analysis.
+    pub openai: Option<OpenAiConfig>,
     /// Browser origins allowed by CORS.
     pub cors_origins: Vec<String>,
     /// Per-request limits.
@@ -244,11 +377,7 @@ impl Config {
     }
 
     fn parse(env: &dyn Env) -> Result<Self, ConfigError> {
-        for (name, issue) in [
-            ("QDRANT_URL", "issue 3"),
-            ("OPENAI_API_KEY", "issue 3"),
-            ("ANALYZER_SSM_PATH", "issue 3"),
-        ] {
+        for (name, issue) in [("QDRANT_URL", "issue 3"), ("ANALYZER_SSM_PATH", "issue 3")] {
             if env.var(name).is_some() {
                 return Err(invalid(
                     name,
@@ -414,6 +543,7 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("./data")),
             database_url: database_url.map(SecretString::from),
             cache,
+            openai: openai_config(env)?,
             db_max_connections: parse_or(env, "ANALYZER_DB_MAX_CONNECTIONS", 16)?,
             jwt,
             cors_origins,
@@ -485,6 +615,7 @@ fn short_type_name<T>() -> &'static str {
     let full = std::any::type_name::<T>();
     match full {
         "u32" | "u64" | "usize" => "a non-negative integer",
+        "f64" => "a number",
         _ if full.ends_with("SocketAddr") => "an address like 0.0.0.0:8000",
         _ => full.rsplit("::").next().unwrap_or(full),
     }
@@ -636,6 +767,36 @@ mod tests {
         let err =
             Config::load(&env(&[("QDRANT_URL", "http://q:6334")])).expect_err("must be refused");
         assert!(err.to_string().starts_with("QDRANT_URL:"), "{err}");
+    }
+
+    #[test]
+    fn the_openai_provider_is_on_with_a_key_or_a_base_url() {
+        assert!(Config::load(&env(&[])).expect("valid").openai.is_none());
+        let c = Config::load(&env(&[("OPENAI_API_KEY", "sk-test")])).expect("valid");
+        let o = c.openai.expect("on");
+        assert_eq!(o.embedding_model, "text-embedding-3-small");
+        assert_eq!(o.embedding_dimensions, 1536);
+        assert!(!o.send_dimensions);
+        assert_eq!(o.chat_model, "gpt-4o-mini");
+        assert_eq!(o.base_url, "https://api.openai.com/v1");
+        let err = Config::load(&env(&[
+            ("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1"),
+            ("EMBEDDING_MODEL", "nomic-embed-text"),
+        ]))
+        .expect_err("dimensions unknown");
+        assert!(
+            err.to_string().starts_with("EMBEDDING_DIMENSIONS:"),
+            "{err}"
+        );
+        let c = Config::load(&env(&[
+            ("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1/"),
+            ("EMBEDDING_MODEL", "nomic-embed-text"),
+            ("EMBEDDING_DIMENSIONS", "768"),
+        ]))
+        .expect("valid");
+        let o = c.openai.expect("on");
+        assert_eq!((o.embedding_dimensions, o.send_dimensions), (768, false));
+        assert_eq!(o.base_url, "http://127.0.0.1:11434/v1");
     }
 
     #[test]

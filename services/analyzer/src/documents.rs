@@ -19,6 +19,7 @@ use crate::embed::Embedder;
 use crate::error::ServiceError;
 use crate::store::{Db, StoredDocument, now_millis, rfc3339};
 use crate::tenants::TenantId;
+use crate::usage::UsageRecorder;
 use crate::vectors::{ChunkPoint, VectorStore};
 
 /// The collection used when a request names none.
@@ -259,6 +260,8 @@ pub struct Ingestor<'a> {
     pub embedder: &'a dyn Embedder,
     /// Chunking settings.
     pub chunking: ChunkingConfig,
+    /// Where embedding tokens are counted.
+    pub usage: &'a UsageRecorder,
 }
 
 impl Ingestor<'_> {
@@ -280,7 +283,13 @@ impl Ingestor<'_> {
             .map(|d| chunk_text(&d.text, self.chunking))
             .collect();
         let all_chunks: Vec<String> = chunked.iter().flatten().cloned().collect();
-        let mut vectors = self.embedder.embed(&all_chunks).await?.into_iter();
+        let embedded = self.embedder.embed(&all_chunks).await?;
+        self.usage.add_embedding(
+            tenant,
+            embedded.tokens,
+            self.embedder.cost_micro_usd(embedded.tokens),
+        );
+        let mut vectors = embedded.vectors.into_iter();
 
         let ids: Vec<String> = documents.iter().map(|d| d.id.clone()).collect();
         let previous = self.db.existing_revisions(tenant, &ids).await?;
@@ -294,7 +303,7 @@ impl Ingestor<'_> {
             let chunk_count = chunks.len();
             for (i, text) in chunks.into_iter().enumerate() {
                 let vector = vectors.next().ok_or_else(|| {
-                    ServiceError::Embed(crate::embed::EmbedError::Unavailable(
+                    ServiceError::Provider(crate::embed::ProviderError::BadGateway(
                         "embedder returned fewer vectors than inputs".into(),
                     ))
                 })?;

@@ -6,12 +6,25 @@
 
 use async_trait::async_trait;
 
-/// A failure to embed. The text is for logs.
-#[derive(Debug, thiserror::Error)]
-pub enum EmbedError {
-    /// The provider could not be reached or answered with an error.
-    #[error("embedding provider unavailable: {0}")]
+/// A remote provider (embeddings or LLM) failed, after its retries. The
+/// text is for logs; clients get a generic problem.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    /// Not reachable, timed out, or still rate limited after retries (503).
+    #[error("provider unavailable: {0}")]
     Unavailable(String),
+    /// Answered with an error or with something unreadable (502).
+    #[error("provider failed: {0}")]
+    BadGateway(String),
+}
+
+/// Vectors for a batch of texts, and what producing them cost.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Embedded {
+    /// One vector per input text, in order.
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens the provider billed (0 for the built-in embedder).
+    pub tokens: u64,
 }
 
 /// Turns texts into dense vectors of a fixed dimension.
@@ -21,8 +34,16 @@ pub trait Embedder: Send + Sync {
     fn model(&self) -> &str;
     /// Length of every vector this embedder returns.
     fn dimensions(&self) -> usize;
+    /// Whether a call leaves the process (then query vectors are cached).
+    fn is_remote(&self) -> bool {
+        false
+    }
+    /// Estimated cost of `tokens` tokens, in millionths of a US dollar.
+    fn cost_micro_usd(&self, _tokens: u64) -> u64 {
+        0
+    }
     /// One vector per input text, in order.
-    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    async fn embed(&self, texts: &[String]) -> Result<Embedded, ProviderError>;
 }
 
 /// The built-in lexical embedder.
@@ -96,8 +117,11 @@ impl Embedder for HashEmbedder {
         self.dimensions
     }
 
-    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        Ok(texts.iter().map(|t| self.embed_one(t)).collect())
+    async fn embed(&self, texts: &[String]) -> Result<Embedded, ProviderError> {
+        Ok(Embedded {
+            vectors: texts.iter().map(|t| self.embed_one(t)).collect(),
+            tokens: 0,
+        })
     }
 }
 

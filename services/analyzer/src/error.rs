@@ -1,7 +1,7 @@
 //! The error type of the domain services. Each variant says what a caller
 //! did wrong or which dependency failed; the HTTP layer maps it to a status.
 
-use crate::embed::EmbedError;
+use crate::embed::ProviderError;
 use crate::store::StoreError;
 use crate::tenants::{InvalidValue, TenantError};
 use crate::vectors::VectorError;
@@ -24,9 +24,9 @@ pub enum ServiceError {
     /// The vector store failed.
     #[error(transparent)]
     Vectors(#[from] VectorError),
-    /// The embedder failed.
+    /// The embedding or LLM provider failed.
     #[error(transparent)]
-    Embed(#[from] EmbedError),
+    Provider(#[from] ProviderError),
 }
 
 impl From<InvalidValue> for ServiceError {

@@ -15,6 +15,7 @@ use crate::embed::Embedder;
 use crate::error::ServiceError;
 use crate::store::Db;
 use crate::tenants::TenantId;
+use crate::usage::UsageRecorder;
 use crate::vectors::{ChunkHit, FilterValue, SearchQuery, VectorStore};
 
 /// Default number of hits.
@@ -181,6 +182,8 @@ pub struct Retriever<'a> {
     pub stats: Arc<CacheStats>,
     /// Lifetime of cached results.
     pub ttl: Duration,
+    /// Where embedding tokens are counted.
+    pub usage: &'a UsageRecorder,
 }
 
 /// The hits of a retrieval, and whether they came from the cache.
@@ -193,6 +196,50 @@ pub struct Retrieved {
 }
 
 impl Retriever<'_> {
+    /// The query's embedding. A remote embedder's vectors are cached per
+    /// tenant (they cost a round trip and tokens); the built-in one is
+    /// cheaper to run than to fetch.
+    async fn query_vector(&self, tenant: &TenantId, query: &str) -> Result<Vec<f32>, ServiceError> {
+        let key = if self.embedder.is_remote() {
+            let digest = Sha256::digest(query.trim().as_bytes());
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            let key = format!("embedding:{}:{hex}", self.embedder.model());
+            let lookup = self.cache.get(tenant, &key).await;
+            if let Ok(Some(bytes)) = &lookup
+                && bytes.len() == 4 * self.embedder.dimensions()
+            {
+                return Ok(bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect());
+            }
+            Some(key)
+        } else {
+            None
+        };
+        let mut embedded = self.embedder.embed(&[query.to_owned()]).await?;
+        self.usage.add_embedding(
+            tenant,
+            embedded.tokens,
+            self.embedder.cost_micro_usd(embedded.tokens),
+        );
+        let vector = embedded.vectors.pop().ok_or_else(|| {
+            crate::embed::ProviderError::BadGateway("embedder returned no vector".into())
+        })?;
+        if let Some(key) = key {
+            let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
+            if self
+                .cache
+                .put(tenant, &key, bytes.into(), self.ttl)
+                .await
+                .is_err()
+            {
+                self.stats.bypassed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(vector)
+    }
+
     /// Run `retrieval` for `tenant`. An unknown collection is a 404; the
     /// default collection always exists (it may be empty). A cache failure
     /// is counted and the search runs without it.
@@ -224,14 +271,7 @@ impl Retriever<'_> {
             Err(e) => tracing::debug!(error = %e, "cache bypassed"),
         }
 
-        let vector = self
-            .embedder
-            .embed(std::slice::from_ref(&retrieval.query))
-            .await?
-            .pop()
-            .ok_or_else(|| {
-                crate::embed::EmbedError::Unavailable("embedder returned no vector".into())
-            })?;
+        let vector = self.query_vector(tenant, &retrieval.query).await?;
         let hits = self
             .vectors
             .search(

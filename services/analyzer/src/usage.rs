@@ -17,6 +17,14 @@ pub mod metrics {
     pub const SEARCHES: &str = "searches";
     /// Analyses served.
     pub const ANALYSES: &str = "analyses";
+    /// Tokens billed by the embedding provider.
+    pub const EMBEDDING_TOKENS: &str = "embedding_tokens";
+    /// Prompt tokens billed by the LLM.
+    pub const LLM_PROMPT_TOKENS: &str = "llm_prompt_tokens";
+    /// Completion tokens billed by the LLM.
+    pub const LLM_COMPLETION_TOKENS: &str = "llm_completion_tokens";
+    /// Estimated provider cost, in millionths of a US dollar.
+    pub const COST_MICRO_USD: &str = "estimated_cost_micro_usd";
 }
 
 type Pending = HashMap<(TenantId, &'static str), i64>;
@@ -35,6 +43,35 @@ impl UsageRecorder {
     pub fn add(&self, tenant: &TenantId, metric: &'static str, n: i64) {
         if let Ok(mut pending) = self.pending.lock() {
             *pending.entry((tenant.clone(), metric)).or_insert(0) += n;
+        }
+    }
+
+    /// Count an embedding call's tokens and cost.
+    pub fn add_embedding(&self, tenant: &TenantId, tokens: u64, cost_micro_usd: u64) {
+        if tokens > 0 {
+            self.add(tenant, metrics::EMBEDDING_TOKENS, saturating_i64(tokens));
+            self.add(
+                tenant,
+                metrics::COST_MICRO_USD,
+                saturating_i64(cost_micro_usd),
+            );
+        }
+    }
+
+    /// Count an LLM call's tokens and cost.
+    pub fn add_llm(&self, tenant: &TenantId, prompt: u64, completion: u64, cost_micro_usd: u64) {
+        if prompt + completion > 0 {
+            self.add(tenant, metrics::LLM_PROMPT_TOKENS, saturating_i64(prompt));
+            self.add(
+                tenant,
+                metrics::LLM_COMPLETION_TOKENS,
+                saturating_i64(completion),
+            );
+            self.add(
+                tenant,
+                metrics::COST_MICRO_USD,
+                saturating_i64(cost_micro_usd),
+            );
         }
     }
 
@@ -93,4 +130,8 @@ impl UsageRecorder {
         }
         self.flush(&db).await;
     }
+}
+
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

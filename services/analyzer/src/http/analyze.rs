@@ -8,13 +8,15 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use futures::stream;
+use futures::{StreamExt as _, stream};
+use serde_json::json;
 
 use super::AppState;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, CurrentTenant};
-use crate::analyze::{Analysis, AnalyzeRequest, answer_deltas};
+use crate::analyze::{Analysis, AnalyzeRequest, AnswerEvent, AnswerStream, Usage};
 use crate::search::Retrieval;
+use crate::tenants::TenantId;
 use crate::usage::metrics;
 
 pub(super) fn router() -> Router<AppState> {
@@ -44,29 +46,55 @@ pub(super) async fn analyze(
         state.config.limits.max_top_k,
     )?;
     let retrieved = state.retriever().retrieve(&tenant.id, &retrieval).await?;
-    let analysis = state
-        .analyst
-        .analyze(&retrieval.query, &retrieved.hits)
-        .await?;
     state.usage.add(&tenant.id, metrics::ANALYSES, 1);
     if !body.stream {
+        let analysis = state
+            .analyst
+            .analyze(&retrieval.query, &retrieved.hits)
+            .await?;
+        record_llm_usage(&state, &tenant.id, &analysis.usage);
         return Ok(Json(analysis).into_response());
     }
-    Ok(Sse::new(stream::iter(events(analysis))).into_response())
+    let AnswerStream {
+        citations,
+        model,
+        events,
+    } = state
+        .analyst
+        .analyze_stream(&retrieval.query, &retrieved.hits)
+        .await?;
+    let head = stream::once(async move {
+        Ok::<_, Infallible>(json_event("citations", &json!({ "citations": citations })))
+    });
+    let tenant_id = tenant.id.clone();
+    let body = events.map(move |event| {
+        Ok::<_, Infallible>(match event {
+            Ok(AnswerEvent::Delta(text)) => json_event("delta", &json!({ "text": text })),
+            Ok(AnswerEvent::Done(usage)) => {
+                record_llm_usage(&state, &tenant_id, &usage);
+                json_event("done", &json!({ "model": model, "usage": usage }))
+            }
+            Err(e) => {
+                // The status line is gone by now: the failure is an event,
+                // with the same problem the non-streaming call would get.
+                let response = ApiError::from(e).into_response();
+                let problem = response.extensions().get::<Problem>().cloned();
+                json_event("error", &json!(problem))
+            }
+        })
+    });
+    Ok(Sse::new(head.chain(body)).into_response())
 }
 
-fn events(analysis: Analysis) -> Vec<Result<Event, Infallible>> {
-    let json = |v: serde_json::Value| Event::default().data(v.to_string());
-    let mut out = vec![Ok(json(
-        serde_json::json!({ "citations": analysis.citations }),
-    )
-    .event("citations"))];
-    for delta in answer_deltas(&analysis.answer) {
-        out.push(Ok(json(serde_json::json!({ "text": delta })).event("delta")));
-    }
-    out.push(Ok(json(
-        serde_json::json!({ "model": analysis.model, "usage": analysis.usage }),
-    )
-    .event("done")));
-    out
+fn json_event(name: &str, data: &serde_json::Value) -> Event {
+    Event::default().event(name).data(data.to_string())
+}
+
+fn record_llm_usage(state: &AppState, tenant: &TenantId, usage: &Usage) {
+    state.usage.add_llm(
+        tenant,
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        state.analyst.cost_micro_usd(usage),
+    );
 }

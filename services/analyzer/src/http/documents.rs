@@ -34,6 +34,7 @@ pub(super) async fn ingest(
         vectors: state.vectors.as_ref(),
         embedder: state.embedder.as_ref(),
         chunking: state.config.chunking,
+        usage: &state.usage,
     };
     let response = ingestor.ingest(&tenant.id, valid).await?;
     Ok((StatusCode::CREATED, Json(response)))

@@ -114,14 +114,22 @@ impl IntoResponse for ApiError {
                     false,
                 )
             }
-            ApiError::Service(S::Embed(e)) => {
-                tracing::error!(error = %e, "embedding error");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the embedding provider is unavailable; retry later".to_owned(),
-                    true,
-                    false,
-                )
+            ApiError::Service(S::Provider(e)) => {
+                tracing::error!(error = %e, "provider error");
+                match e {
+                    crate::embed::ProviderError::Unavailable(_) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the AI provider is unavailable; retry later".to_owned(),
+                        true,
+                        false,
+                    ),
+                    crate::embed::ProviderError::BadGateway(_) => (
+                        StatusCode::BAD_GATEWAY,
+                        "the AI provider answered with an error".to_owned(),
+                        false,
+                        false,
+                    ),
+                }
             }
             ApiError::Auth(AuthError::Missing) => (
                 StatusCode::UNAUTHORIZED,

@@ -82,6 +82,7 @@ impl AppState {
             cache: Arc::clone(&self.cache),
             stats: Arc::clone(&self.cache_stats),
             ttl: self.config.cache.ttl,
+            usage: &self.usage,
         }
     }
 }
