@@ -11,4 +11,5 @@ mod journey;
 mod lifecycle;
 mod openai;
 mod operations;
+mod secrets;
 mod tokens;

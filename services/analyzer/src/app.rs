@@ -19,10 +19,12 @@ use crate::config::{Config, Environment};
 use crate::embed::{Embedder, HashEmbedder};
 use crate::http::{AppInner, AppState, router};
 use crate::openai::OpenAi;
+use crate::secrets::{Overlay, ParameterStore, changed_names};
 use crate::store::Db;
 use crate::usage::UsageRecorder;
 use crate::vectors::VectorStore;
 use crate::vectors::edge::EdgeStore;
+use std::collections::HashMap;
 
 /// How often usage counters are written to the store.
 const USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
@@ -31,6 +33,7 @@ const USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    parameters: Option<(ParameterStore, HashMap<String, String>)>,
 }
 
 impl Application {
@@ -40,7 +43,22 @@ impl Application {
         let listener = TcpListener::bind(state.config.bind)
             .await
             .with_context(|| format!("ANALYZER_BIND: cannot listen on {}", state.config.bind))?;
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            parameters: None,
+        })
+    }
+
+    /// Keep re-reading Parameter Store while serving (values as loaded at
+    /// start given), to take rotated keys into use.
+    pub fn with_parameter_store(
+        mut self,
+        store: ParameterStore,
+        loaded: HashMap<String, String>,
+    ) -> Self {
+        self.parameters = Some((store, loaded));
+        self
     }
 
     /// The bound address (the real port when configured with port 0).
@@ -70,8 +88,20 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Self { listener, state } = self;
+        let Self {
+            listener,
+            state,
+            parameters,
+        } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
+        if let Some((store, loaded)) = parameters {
+            tokio::spawn(refresh_parameters(
+                state.clone(),
+                store,
+                loaded,
+                stop_rx.clone(),
+            ));
+        }
 
         let usage_task = tokio::spawn(state.usage.clone().run(
             state.db.clone(),
@@ -110,6 +140,68 @@ impl Application {
         state.db.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Re-read Parameter Store every `ANALYZER_SSM_REFRESH_SECONDS`: a rotated
+/// JWT secret or public key is taken into use at once (the old one kept for
+/// the overlap); other changes are reported and apply at the next start. A
+/// failed or invalid read keeps the values in use.
+async fn refresh_parameters(
+    state: AppState,
+    store: ParameterStore,
+    mut current: HashMap<String, String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    const HOT: [&str; 2] = ["JWT_SECRET", "JWT_PUBLIC_KEY"];
+    let mut ticker = tokio::time::interval(state.config.ssm_refresh);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let fresh = match store.load().await {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                tracing::warn!(error = %e, "Parameter Store refresh failed; keeping the values in use");
+                continue;
+            }
+        };
+        let changed = changed_names(&current, &fresh);
+        if changed.is_empty() {
+            continue;
+        }
+        let config = match Config::load(&Overlay {
+            parameters: fresh.clone(),
+        }) {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::error!(error = %e, "Parameter Store values are invalid; keeping the values in use");
+                continue;
+            }
+        };
+        if changed.iter().any(|n| HOT.contains(&n.as_str())) {
+            match state.auth.rotate(&config.jwt, state.config.key_overlap) {
+                Ok(()) => tracing::info!(
+                    overlap_s = state.config.key_overlap.as_secs(),
+                    "JWT keys rotated from Parameter Store"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "rotated JWT key unusable; keeping the keys in use");
+                    continue;
+                }
+            }
+        }
+        let cold: Vec<&String> = changed
+            .iter()
+            .filter(|n| !HOT.contains(&n.as_str()))
+            .collect();
+        if !cold.is_empty() {
+            tracing::warn!(names = ?cold, "Parameter Store values changed; they take effect at the next start");
+        }
+        current = fresh;
     }
 }
 

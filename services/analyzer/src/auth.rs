@@ -87,11 +87,36 @@ pub struct Claims {
     pub aud: Option<String>,
 }
 
+/// The configured keys: the current ones, and those replaced by a rotation
+/// that stay valid until their deadline.
+struct KeySet {
+    current: Vec<(Algorithm, DecodingKey)>,
+    previous: Vec<(Algorithm, DecodingKey, Instant)>,
+    signing: Option<SecretString>,
+}
+
+impl KeySet {
+    /// Keys for `alg`, current first; expired previous keys are skipped.
+    fn candidates(&self, alg: Algorithm) -> Vec<DecodingKey> {
+        let now = Instant::now();
+        self.current
+            .iter()
+            .filter(|(a, _)| *a == alg)
+            .map(|(_, k)| k.clone())
+            .chain(
+                self.previous
+                    .iter()
+                    .filter(|(a, _, until)| *a == alg && *until > now)
+                    .map(|(_, k, _)| k.clone()),
+            )
+            .collect()
+    }
+}
+
 /// Verifies tokens and mints them (when a signing secret is configured).
 pub struct Authenticator {
-    static_keys: Vec<(Algorithm, DecodingKey)>,
+    keys: std::sync::RwLock<KeySet>,
     jwks: Option<Jwks>,
-    signing: Option<SecretString>,
     issuer: Option<String>,
     audience: Option<String>,
     leeway: Duration,
@@ -103,7 +128,11 @@ impl std::fmt::Debug for Authenticator {
         f.debug_struct("Authenticator")
             .field(
                 "algorithms",
-                &self.static_keys.iter().map(|(a, _)| a).collect::<Vec<_>>(),
+                &self
+                    .keys
+                    .read()
+                    .map(|k| k.current.iter().map(|(a, _)| *a).collect::<Vec<_>>())
+                    .unwrap_or_default(),
             )
             .field("jwks", &self.jwks.as_ref().map(|j| &j.url))
             .finish_non_exhaustive()
@@ -143,23 +172,7 @@ impl Authenticator {
             signing = Some(dev_secret(&config.data_dir)?);
         }
 
-        let mut static_keys = Vec::new();
-        if let Some(secret) = &signing {
-            static_keys.push((
-                Algorithm::HS256,
-                DecodingKey::from_secret(secret.expose_secret().as_bytes()),
-            ));
-        }
-        if let Some(pem) = &jwt.public_key_pem {
-            let pem = pem.replace("\\n", "\n");
-            if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
-                static_keys.push((Algorithm::RS256, key));
-            } else if let Ok(key) = DecodingKey::from_ec_pem(pem.as_bytes()) {
-                static_keys.push((Algorithm::ES256, key));
-            } else {
-                return Err(KeyConfigError::BadPublicKey);
-            }
-        }
+        let current = static_keys(signing.as_ref(), jwt.public_key_pem.as_deref())?;
         let jwks = jwt
             .jwks_url
             .as_ref()
@@ -167,9 +180,12 @@ impl Authenticator {
             .transpose()?;
 
         Ok(Self {
-            static_keys,
+            keys: std::sync::RwLock::new(KeySet {
+                current,
+                previous: Vec::new(),
+                signing,
+            }),
             jwks,
-            signing,
             issuer: jwt.issuer.clone(),
             audience: jwt.audience.clone(),
             leeway: jwt.leeway,
@@ -179,13 +195,33 @@ impl Authenticator {
 
     /// Whether this instance can mint tokens (an HS256 secret is known).
     pub fn can_mint(&self) -> bool {
-        self.signing.is_some()
+        self.keys.read().is_ok_and(|k| k.signing.is_some())
+    }
+
+    /// Take new keys into use (a rotation in Parameter Store). The keys they
+    /// replace keep verifying tokens for `overlap`, so tokens signed just
+    /// before the rotation stay valid; new tokens are signed with the new
+    /// secret.
+    pub fn rotate(&self, jwt: &JwtConfig, overlap: Duration) -> Result<(), KeyConfigError> {
+        let current = static_keys(jwt.secret.as_ref(), jwt.public_key_pem.as_deref())?;
+        let mut keys = self
+            .keys
+            .write()
+            .map_err(|_| KeyConfigError::Jwks("key set lock poisoned".into()))?;
+        let until = Instant::now() + overlap;
+        let now = Instant::now();
+        let old = std::mem::replace(&mut keys.current, current);
+        keys.previous.retain(|(_, _, deadline)| *deadline > now);
+        keys.previous
+            .extend(old.into_iter().map(|(alg, key)| (alg, key, until)));
+        keys.signing = jwt.secret.clone();
+        Ok(())
     }
 
     /// Mint an HS256 token with the given claims (`iss`/`aud` filled from
     /// configuration).
     pub fn mint(&self, tenant: Option<&TenantId>, admin: bool, ttl: Duration) -> Option<String> {
-        let secret = self.signing.as_ref()?;
+        let secret = self.keys.read().ok()?.signing.clone()?;
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
             exp: Some(now + ttl.as_secs()),
@@ -211,19 +247,17 @@ impl Authenticator {
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::Invalid("malformed token or unsupported algorithm"))?;
-        let key = match (&header.kid, &self.jwks) {
-            (Some(kid), Some(jwks)) => Some(jwks.key(kid, header.alg).await?),
-            _ => None,
+        let candidates = match (&header.kid, &self.jwks) {
+            (Some(kid), Some(jwks)) => vec![jwks.key(kid, header.alg).await?],
+            _ => self
+                .keys
+                .read()
+                .map(|k| k.candidates(header.alg))
+                .unwrap_or_default(),
         };
-        let key = match &key {
-            Some(k) => k,
-            None => self
-                .static_keys
-                .iter()
-                .find(|(alg, _)| *alg == header.alg)
-                .map(|(_, k)| k)
-                .ok_or(AuthError::Invalid("token algorithm not accepted"))?,
-        };
+        if candidates.is_empty() {
+            return Err(AuthError::Invalid("token algorithm not accepted"));
+        }
 
         let mut validation = Validation::new(header.alg);
         let mut required = vec!["exp"];
@@ -243,7 +277,19 @@ impl Authenticator {
         if let Some(iss) = &self.issuer {
             validation.set_issuer(&[iss]);
         }
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| {
+        // The current key first; a key replaced by a rotation only while its
+        // overlap lasts.
+        let mut outcome = Err(jsonwebtoken::errors::ErrorKind::InvalidSignature.into());
+        for key in &candidates {
+            outcome = jsonwebtoken::decode::<Claims>(token, key, &validation);
+            match &outcome {
+                Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    continue;
+                }
+                _ => break,
+            }
+        }
+        let data = outcome.map_err(|e: jsonwebtoken::errors::Error| {
             use jsonwebtoken::errors::ErrorKind as K;
             AuthError::Invalid(match e.kind() {
                 K::ExpiredSignature => "token expired",
@@ -326,6 +372,31 @@ impl TenantCache {
             entries.remove(id);
         }
     }
+}
+
+/// The keys configured by a secret and/or a PEM public key.
+fn static_keys(
+    secret: Option<&SecretString>,
+    public_key_pem: Option<&str>,
+) -> Result<Vec<(Algorithm, DecodingKey)>, KeyConfigError> {
+    let mut keys = Vec::new();
+    if let Some(secret) = secret {
+        keys.push((
+            Algorithm::HS256,
+            DecodingKey::from_secret(secret.expose_secret().as_bytes()),
+        ));
+    }
+    if let Some(pem) = public_key_pem {
+        let pem = pem.replace("\\n", "\n");
+        if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
+            keys.push((Algorithm::RS256, key));
+        } else if let Ok(key) = DecodingKey::from_ec_pem(pem.as_bytes()) {
+            keys.push((Algorithm::ES256, key));
+        } else {
+            return Err(KeyConfigError::BadPublicKey);
+        }
+    }
+    Ok(keys)
 }
 
 /// Keys from a JWKS endpoint, by `kid`.
@@ -627,6 +698,54 @@ mod tests {
         let config = Config::load(&env).expect("config");
         let err = Authenticator::from_config(&config).expect_err("refused");
         assert!(err.to_string().starts_with("JWT_PUBLIC_KEY"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_rotated_secret_is_used_and_the_old_one_lasts_for_the_overlap() {
+        let auth = auth_with(&[("JWT_SECRET", SECRET)]);
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = serde_json::json!({"scope": "admin", "exp": now + 60});
+        let old_token = sign(&claims, SECRET);
+        let new_secret = "a-brand-new-secret-after-rotation-0001";
+        let mut jwt = JwtConfig {
+            secret: Some(SecretString::from(new_secret)),
+            public_key_pem: None,
+            jwks_url: None,
+            issuer: None,
+            audience: None,
+            leeway: Duration::from_secs(30),
+        };
+        auth.rotate(&jwt, Duration::from_secs(3600))
+            .expect("rotate");
+        assert!(
+            auth.verify(&old_token).await.is_ok(),
+            "old key valid during the overlap"
+        );
+        assert!(auth.verify(&sign(&claims, new_secret)).await.is_ok());
+        let minted = auth
+            .mint(None, true, Duration::from_secs(60))
+            .expect("mint");
+        assert!(
+            jsonwebtoken::decode::<Claims>(
+                &minted,
+                &DecodingKey::from_secret(new_secret.as_bytes()),
+                &Validation::new(Algorithm::HS256)
+            )
+            .is_ok(),
+            "new tokens are signed with the new secret"
+        );
+
+        // A second rotation with no overlap retires the secret it replaces at
+        // once, without cutting short the first secret's remaining overlap.
+        jwt.secret = Some(SecretString::from("third-secret-third-secret-third-xx"));
+        auth.rotate(&jwt, Duration::ZERO).expect("rotate");
+        assert!(auth.verify(&sign(&claims, new_secret)).await.is_err());
+        assert!(auth.verify(&old_token).await.is_ok());
+        assert!(
+            auth.verify(&sign(&claims, "third-secret-third-secret-third-xx"))
+                .await
+                .is_ok()
+        );
     }
 
     #[test]

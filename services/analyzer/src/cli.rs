@@ -9,9 +9,11 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::{Application, connect_store, shutdown_signal};
 use crate::auth::Authenticator;
-use crate::config::Config;
+use crate::config::{Config, Env as _, ProcessEnv};
+use crate::secrets::{Overlay, ParameterStore};
 use crate::telemetry::{self, Sink};
 use crate::tenants::{self, TenantId, TenantName, TenantStatus, Tier};
+use std::collections::HashMap;
 
 /// Multi-tenant AI analyzer backend.
 #[derive(Debug, Parser)]
@@ -94,9 +96,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => Sink::Stderr,
     };
     telemetry::init(sink);
-    let config = Config::from_env()?;
+    // Parameter Store comes before anything else reads configuration.
+    let secrets = match ProcessEnv.var("ANALYZER_SSM_PATH") {
+        Some(path) => {
+            let store = ParameterStore::new(&path).await;
+            let parameters = store.load().await?;
+            tracing::info!(path = %store.path(), count = parameters.len(), "loaded Parameter Store");
+            Some((store, parameters))
+        }
+        None => None,
+    };
+    let overlay = Overlay {
+        parameters: secrets.as_ref().map(|(_, p)| p.clone()).unwrap_or_default(),
+    };
+    let config = Config::load(&overlay)?;
     match cli.command {
-        Command::Serve => serve(config).await,
+        Command::Serve => serve(config, secrets).await,
         Command::Migrate => {
             let db = connect_store(&config).await?;
             db.close().await;
@@ -108,8 +123,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let app = Application::build(config).await?;
+async fn serve(
+    config: Config,
+    secrets: Option<(ParameterStore, HashMap<String, String>)>,
+) -> anyhow::Result<()> {
+    let mut app = Application::build(config).await?;
+    if let Some((store, parameters)) = secrets {
+        app = app.with_parameter_store(store, parameters);
+    }
     let addr = app.local_addr()?;
     tracing::info!(%addr, "listening");
     if let Some(token) = app.dev_admin_token() {

@@ -344,6 +344,10 @@ pub struct Config {
     pub tenant_cache_ttl: Duration,
     /// Bound on the graceful drain after SIGTERM/SIGINT.
     pub shutdown_timeout: Duration,
+    /// How often Parameter Store is re-read (with `ANALYZER_SSM_PATH`).
+    pub ssm_refresh: Duration,
+    /// How long a rotated-out JWT key still verifies tokens.
+    pub key_overlap: Duration,
     /// Limits of each tier.
     pub premium: TierLimits,
     /// Limits of each tier.
@@ -377,7 +381,7 @@ impl Config {
     }
 
     fn parse(env: &dyn Env) -> Result<Self, ConfigError> {
-        for (name, issue) in [("QDRANT_URL", "issue 3"), ("ANALYZER_SSM_PATH", "issue 3")] {
+        for (name, issue) in [("QDRANT_URL", "issue 3")] {
             if env.var(name).is_some() {
                 return Err(invalid(
                     name,
@@ -558,6 +562,16 @@ impl Config {
                 env,
                 "ANALYZER_SHUTDOWN_TIMEOUT_SECONDS",
                 25u64,
+            )?),
+            ssm_refresh: Duration::from_secs(parse_or(
+                env,
+                "ANALYZER_SSM_REFRESH_SECONDS",
+                300u64,
+            )?),
+            key_overlap: Duration::from_secs(parse_or(
+                env,
+                "ANALYZER_KEY_OVERLAP_SECONDS",
+                3600u64,
             )?),
             premium: tier_limits(env, Tier::Premium)?,
             standard: tier_limits(env, Tier::Standard)?,

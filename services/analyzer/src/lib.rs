@@ -17,6 +17,7 @@ pub mod error;
 pub mod http;
 pub mod openai;
 pub mod search;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod tenants;
