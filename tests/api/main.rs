@@ -11,5 +11,6 @@ mod journey;
 mod lifecycle;
 mod openai;
 mod operations;
+mod qdrant;
 mod secrets;
 mod tokens;

@@ -23,7 +23,9 @@ use crate::secrets::{Overlay, ParameterStore, changed_names};
 use crate::store::Db;
 use crate::usage::UsageRecorder;
 use crate::vectors::VectorStore;
+use crate::vectors::breaker::{Breaker, BreakerStore};
 use crate::vectors::edge::EdgeStore;
+use crate::vectors::qdrant::QdrantStore;
 use std::collections::HashMap;
 
 /// How often usage counters are written to the store.
@@ -224,13 +226,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             Arc::new(ExtractiveAnalyst::default()),
         ),
     };
-    let vector_dir = config.data_dir.join("vectors");
-    let (model, dims) = (embedder.model().to_owned(), embedder.dimensions());
-    let vectors: Arc<dyn VectorStore> = Arc::new(
-        tokio::task::spawn_blocking(move || EdgeStore::open(&vector_dir, &model, dims))
-            .await
-            .context("opening the vector store")??,
-    );
+    let vectors = open_vectors(&config, embedder.as_ref()).await?;
     let cache: Arc<dyn Cache> = match &config.cache.redis_url {
         Some(url) => {
             Arc::new(RedisCache::connect(url.expose_secret(), config.cache.redis_timeout).await?)
@@ -248,6 +244,44 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         cache,
         cache_stats: Arc::default(),
     }))
+}
+
+/// The configured vector store: a Qdrant server behind the circuit breaker,
+/// or the embedded Qdrant Edge shard.
+async fn open_vectors(
+    config: &Config,
+    embedder: &dyn Embedder,
+) -> anyhow::Result<Arc<dyn VectorStore>> {
+    let (model, dims) = (embedder.model().to_owned(), embedder.dimensions());
+    let Some(qdrant) = &config.qdrant else {
+        let dir = config.data_dir.join("vectors");
+        let store = tokio::task::spawn_blocking(move || EdgeStore::open(&dir, &model, dims))
+            .await
+            .context("opening the vector store")??;
+        return Ok(Arc::new(store));
+    };
+    let store = Arc::new(QdrantStore::new(qdrant, &model).context("QDRANT_URL")?);
+    // A Qdrant that is down at start must not keep the task from serving
+    // what it can (cached results, health): create the collection in the
+    // background until it succeeds.
+    if let Err(e) = store.ensure_collection(dims).await {
+        tracing::error!(error = %e, "Qdrant unreachable at start; retrying in the background");
+        let retry = Arc::clone(&store);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                match retry.ensure_collection(dims).await {
+                    Ok(()) => {
+                        tracing::info!("Qdrant collection ready");
+                        break;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Qdrant still unreachable"),
+                }
+            }
+        });
+    }
+    let breaker = Arc::new(Breaker::new(config.breaker));
+    Ok(Arc::new(BreakerStore::new(store, breaker)))
 }
 
 /// Create the data dir, connect to the configured database and apply

@@ -334,6 +334,10 @@ pub struct Config {
     /// The AI provider; `None` means the built-in embedder and extractive
     /// analysis.
     pub openai: Option<OpenAiConfig>,
+    /// A Qdrant server; `None` means the embedded Qdrant Edge.
+    pub qdrant: Option<crate::vectors::qdrant::QdrantConfig>,
+    /// The circuit breaker in front of a Qdrant server.
+    pub breaker: crate::vectors::breaker::BreakerConfig,
     /// Browser origins allowed by CORS.
     pub cors_origins: Vec<String>,
     /// Per-request limits.
@@ -381,17 +385,6 @@ impl Config {
     }
 
     fn parse(env: &dyn Env) -> Result<Self, ConfigError> {
-        for (name, issue) in [("QDRANT_URL", "issue 3")] {
-            if env.var(name).is_some() {
-                return Err(invalid(
-                    name,
-                    format!(
-                        "this build has only the embedded backend; the remote one is not built yet ({issue}). Unset it to use the embedded default"
-                    ),
-                ));
-            }
-        }
-
         let environment = match env.var("ANALYZER_ENV").as_deref() {
             None | Some("development") | Some("dev") => Environment::Development,
             Some("production") | Some("prod") => Environment::Production,
@@ -548,6 +541,39 @@ impl Config {
             database_url: database_url.map(SecretString::from),
             cache,
             openai: openai_config(env)?,
+            qdrant: match env.var("QDRANT_URL") {
+                None => None,
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                    Some(crate::vectors::qdrant::QdrantConfig {
+                        url,
+                        api_key: env.var("QDRANT_API_KEY").map(SecretString::from),
+                        timeout: Duration::from_millis(parse_or(
+                            env,
+                            "QDRANT_TIMEOUT_MS",
+                            2000u64,
+                        )?),
+                    })
+                }
+                Some(_) => {
+                    return Err(invalid(
+                        "QDRANT_URL",
+                        "expected the gRPC URL, like http://qdrant:6334",
+                    ));
+                }
+            },
+            breaker: crate::vectors::breaker::BreakerConfig {
+                failure_threshold: parse_or(env, "ANALYZER_BREAKER_FAILURES", 5)?,
+                open_for: Duration::from_secs(parse_or(
+                    env,
+                    "ANALYZER_BREAKER_OPEN_SECONDS",
+                    30u64,
+                )?),
+                call_timeout: Duration::from_millis(parse_or(
+                    env,
+                    "ANALYZER_VECTOR_TIMEOUT_MS",
+                    2000u64,
+                )?),
+            },
             db_max_connections: parse_or(env, "ANALYZER_DB_MAX_CONNECTIONS", 16)?,
             jwt,
             cors_origins,
@@ -777,10 +803,13 @@ mod tests {
     }
 
     #[test]
-    fn remote_backends_not_built_yet_are_refused_rather_than_ignored() {
-        let err =
-            Config::load(&env(&[("QDRANT_URL", "http://q:6334")])).expect_err("must be refused");
+    fn a_qdrant_url_must_be_grpc_over_http() {
+        let err = Config::load(&env(&[("QDRANT_URL", "qdrant:6334")])).expect_err("refused");
         assert!(err.to_string().starts_with("QDRANT_URL:"), "{err}");
+        let ok = Config::load(&env(&[("QDRANT_URL", "http://q:6334")])).expect("valid");
+        assert_eq!(ok.qdrant.expect("on").url, "http://q:6334");
+        assert_eq!(ok.breaker.failure_threshold, 5);
+        assert_eq!(ok.breaker.open_for, Duration::from_secs(30));
     }
 
     #[test]

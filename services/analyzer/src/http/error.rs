@@ -105,6 +105,20 @@ impl IntoResponse for ApiError {
                     false,
                 )
             }
+            ApiError::Service(S::Vectors(crate::vectors::VectorError::CircuitOpen {
+                retry_after,
+            })) => {
+                let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                let mut response = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the vector store is unavailable; retry later",
+                )
+                .into_response_with_id("");
+                if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                return response;
+            }
             ApiError::Service(S::Vectors(e)) => {
                 tracing::error!(error = %e, "vector store error");
                 (

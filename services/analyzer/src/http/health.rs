@@ -102,7 +102,7 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
             "vector_store",
             Check {
                 status: status(vectors.is_ok()),
-                backend: "qdrant-edge".into(),
+                backend: state.vectors.backend(),
             },
         ),
         (

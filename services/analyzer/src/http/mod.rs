@@ -208,6 +208,15 @@ async fn problems(State(max_body): State<usize>, req: Request, next: Next) -> Re
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
+    // A handler's own JSON error body (such as `/ready`'s checks) is kept.
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json && response.extensions().get::<Problem>().is_none() {
+        return response;
+    }
     let problem = match response.extensions().get::<Problem>() {
         Some(p) => p.clone(),
         None => Problem::new(

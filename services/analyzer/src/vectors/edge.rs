@@ -288,6 +288,10 @@ impl VectorStore for EdgeStore {
         self.read(|_| Ok(())).await
     }
 
+    fn backend(&self) -> String {
+        "qdrant-edge".to_owned()
+    }
+
     async fn flush(&self) -> Result<(), VectorError> {
         let shard = Arc::clone(&self.shard);
         tokio::task::spawn_blocking(move || {

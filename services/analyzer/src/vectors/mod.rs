@@ -7,7 +7,9 @@
 //! Qdrant Edge in-process ([`edge::EdgeStore`]); a Qdrant server implements the
 //! same trait with the same payload layout.
 
+pub mod breaker;
 pub mod edge;
+pub mod qdrant;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -39,6 +41,12 @@ pub enum VectorError {
     /// The store failed internally.
     #[error("vector store: {0}")]
     Internal(String),
+    /// The circuit breaker is open: the store is not called until then.
+    #[error("vector store circuit open for {retry_after:?}")]
+    CircuitOpen {
+        /// Time until a call may be tried again.
+        retry_after: std::time::Duration,
+    },
 }
 
 /// One chunk to store.
@@ -148,6 +156,9 @@ pub trait VectorStore: Send + Sync {
 
     /// Persist everything pending; called on shutdown.
     async fn flush(&self) -> Result<(), VectorError>;
+
+    /// Which implementation this is (for `/ready`).
+    fn backend(&self) -> String;
 }
 
 /// The point id of a chunk: a UUIDv5 of tenant, document, revision and

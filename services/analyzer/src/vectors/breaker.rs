@@ -1,0 +1,328 @@
+//! A circuit breaker in front of a remote vector store.
+//!
+//! Closed: calls pass; `failure_threshold` consecutive failures open it.
+//! Open: calls fail at once with the time left (for `Retry-After`), for
+//! `open_for`. Then one probe is let through (half-open): its success
+//! closes the breaker, its failure opens it again. Every call also has a
+//! deadline, and a failed call is retried once, with jitter, while the
+//! breaker is closed (every vector-store call is idempotent: point ids are
+//! deterministic).
+//!
+//! Written here rather than taken from a crate: the maintained ones
+//! (`failsafe`) run on their own clock, so the open window cannot be tested
+//! with tokio's paused time, and do not expose the time left open, which
+//! `Retry-After` needs.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use super::{ChunkHit, ChunkPoint, SearchQuery, VectorError, VectorStore};
+use crate::tenants::TenantId;
+
+/// Breaker settings.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open the breaker.
+    pub failure_threshold: u32,
+    /// How long it stays open before a probe.
+    pub open_for: Duration,
+    /// Deadline of each call.
+    pub call_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum State {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// A probe is out since the instant given (`None`: none yet).
+    HalfOpen {
+        probe_since: Option<Instant>,
+    },
+}
+
+/// The breaker's state machine.
+#[derive(Debug)]
+pub struct Breaker {
+    config: BreakerConfig,
+    state: Mutex<State>,
+}
+
+/// Permission to make one call; report its outcome with [`Breaker::record`].
+#[derive(Debug)]
+pub struct Ticket {
+    probe: bool,
+}
+
+impl Breaker {
+    /// A closed breaker.
+    pub fn new(config: BreakerConfig) -> Self {
+        Self {
+            config,
+            state: Mutex::new(State::Closed { failures: 0 }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A poisoned lock still holds a valid state: keep using it.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `closed`, `open` or `half_open`.
+    pub fn state_name(&self) -> &'static str {
+        match *self.lock() {
+            State::Closed { .. } => "closed",
+            State::Open { until } if Instant::now() >= until => "half_open",
+            State::Open { .. } => "open",
+            State::HalfOpen { .. } => "half_open",
+        }
+    }
+
+    /// May a call go through now? If not, how long until one may.
+    pub fn acquire(&self) -> Result<Ticket, Duration> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        match *state {
+            State::Closed { .. } => Ok(Ticket { probe: false }),
+            State::Open { until } if now < until => Err(until - now),
+            // One probe at a time; the others wait for its verdict. A probe
+            // whose caller went away never reports: after twice the call
+            // deadline another one may go.
+            State::HalfOpen {
+                probe_since: Some(since),
+            } if now - since < self.config.call_timeout * 2 => Err(Duration::from_secs(1)),
+            State::Open { .. } | State::HalfOpen { .. } => {
+                *state = State::HalfOpen {
+                    probe_since: Some(now),
+                };
+                Ok(Ticket { probe: true })
+            }
+        }
+    }
+
+    /// Report the outcome of a call.
+    pub fn record(&self, ticket: Ticket, success: bool) {
+        let mut state = self.lock();
+        let open = State::Open {
+            until: Instant::now() + self.config.open_for,
+        };
+        *state = match (*state, success) {
+            (_, true) => State::Closed { failures: 0 },
+            (State::Closed { failures }, false) if failures + 1 < self.config.failure_threshold => {
+                State::Closed {
+                    failures: failures + 1,
+                }
+            }
+            (State::HalfOpen { .. }, false) if !ticket.probe => *state,
+            (_, false) => open,
+        };
+    }
+
+    /// Run `call` under the breaker with the call deadline.
+    pub async fn run<T, F, Fut>(&self, call: F) -> Result<T, VectorError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, VectorError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            let ticket = self
+                .acquire()
+                .map_err(|retry_after| VectorError::CircuitOpen { retry_after })?;
+            let probe = ticket.probe;
+            let outcome = match tokio::time::timeout(self.config.call_timeout, call()).await {
+                Ok(result) => result,
+                Err(_) => Err(VectorError::Unavailable(format!(
+                    "no answer within {:?}",
+                    self.config.call_timeout
+                ))),
+            };
+            self.record(ticket, outcome.is_ok());
+            match outcome {
+                Ok(value) => return Ok(value),
+                Err(e) if attempt == 0 && !probe && self.state_name() == "closed" => {
+                    attempt += 1;
+                    let jitter = rand::random_range(50..=150);
+                    tracing::debug!(error = %e, "vector store call failed; retrying once");
+                    tokio::time::sleep(Duration::from_millis(jitter)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// A vector store behind a breaker.
+pub struct BreakerStore {
+    inner: Arc<dyn VectorStore>,
+    breaker: Arc<Breaker>,
+}
+
+impl BreakerStore {
+    /// Wrap `inner`.
+    pub fn new(inner: Arc<dyn VectorStore>, breaker: Arc<Breaker>) -> Self {
+        Self { inner, breaker }
+    }
+}
+
+#[async_trait]
+impl VectorStore for BreakerStore {
+    async fn upsert(&self, tenant: &TenantId, points: Vec<ChunkPoint>) -> Result<(), VectorError> {
+        self.breaker
+            .run(|| self.inner.upsert(tenant, points.clone()))
+            .await
+    }
+
+    async fn delete_revision(
+        &self,
+        tenant: &TenantId,
+        document_id: &str,
+        revision: &str,
+        count: u32,
+    ) -> Result<(), VectorError> {
+        self.breaker
+            .run(|| {
+                self.inner
+                    .delete_revision(tenant, document_id, revision, count)
+            })
+            .await
+    }
+
+    async fn delete_document(
+        &self,
+        tenant: &TenantId,
+        document_id: &str,
+    ) -> Result<(), VectorError> {
+        self.breaker
+            .run(|| self.inner.delete_document(tenant, document_id))
+            .await
+    }
+
+    async fn search(
+        &self,
+        tenant: &TenantId,
+        query: SearchQuery,
+    ) -> Result<Vec<ChunkHit>, VectorError> {
+        self.breaker
+            .run(|| self.inner.search(tenant, query.clone()))
+            .await
+    }
+
+    async fn health(&self) -> Result<(), VectorError> {
+        self.breaker.run(|| self.inner.health()).await
+    }
+
+    async fn flush(&self) -> Result<(), VectorError> {
+        self.inner.flush().await
+    }
+
+    fn backend(&self) -> String {
+        format!(
+            "{} (breaker {})",
+            self.inner.backend(),
+            self.breaker.state_name()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    fn breaker() -> Breaker {
+        Breaker::new(BreakerConfig {
+            failure_threshold: 5,
+            open_for: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(2),
+        })
+    }
+
+    fn fail(b: &Breaker) {
+        if let Ok(t) = b.acquire() {
+            b.record(t, false);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn five_failures_open_it_for_thirty_seconds_then_one_probe_decides() {
+        let b = breaker();
+        for _ in 0..4 {
+            fail(&b);
+        }
+        assert_eq!(b.state_name(), "closed");
+        fail(&b);
+        assert_eq!(b.state_name(), "open");
+        let wait = b.acquire().expect_err("open");
+        assert_eq!(wait, Duration::from_secs(30));
+
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert!(b.acquire().is_err());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let probe = b.acquire().expect("one probe");
+        assert!(b.acquire().is_err(), "only one probe at a time");
+        b.record(probe, false);
+        assert_eq!(b.state_name(), "open", "a failed probe opens it again");
+
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let probe = b.acquire().expect("probe");
+        b.record(probe, true);
+        assert_eq!(b.state_name(), "closed");
+        assert!(b.acquire().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_success_resets_the_count() {
+        let b = breaker();
+        for _ in 0..4 {
+            fail(&b);
+        }
+        let t = b.acquire().expect("closed");
+        b.record(t, true);
+        for _ in 0..4 {
+            fail(&b);
+        }
+        assert_eq!(b.state_name(), "closed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_call_times_out_and_counts_as_a_failure() {
+        let b = breaker();
+        let calls = AtomicU32::new(0);
+        let result: Result<(), VectorError> = b
+            .run(|| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                std::future::pending()
+            })
+            .await;
+        assert!(matches!(result, Err(VectorError::Unavailable(_))));
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "retried once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_open_calls_fail_at_once_without_reaching_the_store() {
+        let b = breaker();
+        for _ in 0..5 {
+            fail(&b);
+        }
+        let reached = AtomicBool::new(false);
+        let result: Result<(), VectorError> = b
+            .run(|| {
+                reached.store(true, Ordering::SeqCst);
+                async { Ok(()) }
+            })
+            .await;
+        assert!(matches!(result, Err(VectorError::CircuitOpen { .. })));
+        assert!(!reached.load(Ordering::SeqCst));
+    }
+}

@@ -1,0 +1,255 @@
+//! A Qdrant server over gRPC (qdrant-client), when `QDRANT_URL` is set.
+//!
+//! One shared collection per embedding model (`analyzer_<model>`), with the
+//! tenant id as a keyword payload index marked `is_tenant`, so Qdrant lays
+//! out each tenant's points together. The tenant filter is added here on
+//! every search and delete, exactly as in the embedded store; the payload
+//! layout is the same. The collection and its indexes are created on first
+//! start if missing, tolerating another task creating them at the same time.
+
+use async_trait::async_trait;
+use qdrant_client::Qdrant;
+use qdrant_client::qdrant::{
+    Condition, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeletePointsBuilder,
+    Distance, FieldType, Filter, KeywordIndexParamsBuilder, PointStruct, PointsIdsList,
+    SearchPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
+};
+use serde_json::Value;
+
+use super::{
+    ChunkHit, ChunkPoint, FilterValue, SearchQuery, VectorError, VectorStore, hit_from_payload,
+    keys, payload_of, point_id,
+};
+use crate::tenants::TenantId;
+
+/// Qdrant server settings.
+#[derive(Debug, Clone)]
+pub struct QdrantConfig {
+    /// gRPC URL, e.g. `http://qdrant.internal:6334`.
+    pub url: String,
+    /// `QDRANT_API_KEY`.
+    pub api_key: Option<secrecy::SecretString>,
+    /// Per-request timeout of the client.
+    pub timeout: std::time::Duration,
+}
+
+/// The Qdrant server store.
+pub struct QdrantStore {
+    client: Qdrant,
+    collection: String,
+}
+
+impl std::fmt::Debug for QdrantStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QdrantStore")
+            .field("collection", &self.collection)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> VectorError {
+    VectorError::Unavailable(e.to_string())
+}
+
+impl QdrantStore {
+    /// A client for the server; does not contact it (see [`Self::ensure_collection`]).
+    pub fn new(config: &QdrantConfig, model: &str) -> Result<Self, VectorError> {
+        use secrecy::ExposeSecret as _;
+        let mut builder = Qdrant::from_url(&config.url)
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .skip_compatibility_check();
+        if let Some(key) = &config.api_key {
+            builder = builder.api_key(key.expose_secret().to_owned());
+        }
+        let client = builder.build().map_err(unavailable)?;
+        let slug: String = model
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        Ok(Self {
+            client,
+            collection: format!("analyzer_{slug}"),
+        })
+    }
+
+    /// Create the collection and its payload indexes if missing. Safe when
+    /// several tasks start at once: "already exists" counts as success.
+    pub async fn ensure_collection(&self, dimensions: usize) -> Result<(), VectorError> {
+        let exists = self
+            .client
+            .collection_exists(&self.collection)
+            .await
+            .map_err(unavailable)?;
+        if !exists {
+            let created = self
+                .client
+                .create_collection(
+                    CreateCollectionBuilder::new(&self.collection).vectors_config(
+                        VectorParamsBuilder::new(dimensions as u64, Distance::Cosine).on_disk(true),
+                    ),
+                )
+                .await;
+            if let Err(e) = created
+                && !e.to_string().contains("already exists")
+            {
+                return Err(unavailable(e));
+            }
+        }
+        for (field, kind, is_tenant) in [
+            (keys::TENANT, FieldType::Keyword, true),
+            (keys::DOCUMENT, FieldType::Keyword, false),
+            (keys::COLLECTION, FieldType::Keyword, false),
+            (keys::CHUNK, FieldType::Integer, false),
+        ] {
+            let mut request =
+                CreateFieldIndexCollectionBuilder::new(&self.collection, field, kind).wait(true);
+            if kind == FieldType::Keyword {
+                request = request
+                    .field_index_params(KeywordIndexParamsBuilder::default().is_tenant(is_tenant));
+            }
+            // Creating an index that exists is accepted by Qdrant.
+            self.client
+                .create_field_index(request)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    fn filter(tenant: &TenantId, mut more: Vec<Condition>) -> Filter {
+        more.insert(
+            0,
+            Condition::matches(keys::TENANT, tenant.as_str().to_owned()),
+        );
+        Filter::must(more)
+    }
+}
+
+#[async_trait]
+impl VectorStore for QdrantStore {
+    async fn upsert(&self, tenant: &TenantId, points: Vec<ChunkPoint>) -> Result<(), VectorError> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let points: Vec<PointStruct> = points
+            .iter()
+            .map(|p| {
+                PointStruct::new(
+                    point_id(tenant, &p.document_id, &p.revision, p.chunk).to_string(),
+                    p.vector.clone(),
+                    qdrant_client::Payload::from(payload_of(tenant, p)),
+                )
+            })
+            .collect();
+        self.client
+            .upsert_points(UpsertPointsBuilder::new(&self.collection, points).wait(true))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn delete_revision(
+        &self,
+        tenant: &TenantId,
+        document_id: &str,
+        revision: &str,
+        count: u32,
+    ) -> Result<(), VectorError> {
+        if count == 0 {
+            return Ok(());
+        }
+        let ids = (0..count)
+            .map(|c| {
+                point_id(tenant, document_id, revision, c)
+                    .to_string()
+                    .into()
+            })
+            .collect();
+        self.client
+            .delete_points(
+                DeletePointsBuilder::new(&self.collection)
+                    .points(PointsIdsList { ids })
+                    .wait(true),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn delete_document(
+        &self,
+        tenant: &TenantId,
+        document_id: &str,
+    ) -> Result<(), VectorError> {
+        let filter = Self::filter(
+            tenant,
+            vec![Condition::matches(keys::DOCUMENT, document_id.to_owned())],
+        );
+        self.client
+            .delete_points(
+                DeletePointsBuilder::new(&self.collection)
+                    .points(filter)
+                    .wait(true),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn search(
+        &self,
+        tenant: &TenantId,
+        query: SearchQuery,
+    ) -> Result<Vec<ChunkHit>, VectorError> {
+        let mut conditions = vec![Condition::matches(
+            keys::COLLECTION,
+            query.collection.clone(),
+        )];
+        for (field, value) in &query.filter {
+            let key = format!("{}.{field}", keys::METADATA);
+            conditions.push(match value {
+                FilterValue::String(s) => Condition::matches(key, s.clone()),
+                FilterValue::Integer(i) => Condition::matches(key, *i),
+                FilterValue::Bool(b) => Condition::matches(key, *b),
+            });
+        }
+        let response = self
+            .client
+            .search_points(
+                SearchPointsBuilder::new(&self.collection, query.vector, query.top_k as u64)
+                    .filter(Self::filter(tenant, conditions))
+                    .with_payload(true),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(response
+            .result
+            .into_iter()
+            .filter_map(|point| {
+                let payload = match Value::from(qdrant_client::Payload::from(point.payload)) {
+                    Value::Object(map) => map,
+                    _ => return None,
+                };
+                // Defence in depth: the filter already holds this.
+                if payload.get(keys::TENANT).and_then(Value::as_str) != Some(tenant.as_str()) {
+                    return None;
+                }
+                hit_from_payload(&payload, point.score)
+            })
+            .collect())
+    }
+
+    async fn health(&self) -> Result<(), VectorError> {
+        self.client.health_check().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), VectorError> {
+        Ok(()) // every write waited for the server's acknowledgement
+    }
+
+    fn backend(&self) -> String {
+        "qdrant".to_owned()
+    }
+}
