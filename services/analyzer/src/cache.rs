@@ -231,6 +231,15 @@ impl RedisCache {
         }
     }
 
+    /// Fail at once while disconnected (fred would otherwise wait).
+    fn connected(&self) -> Result<(), CacheError> {
+        if self.client.is_connected() {
+            Ok(())
+        } else {
+            Err(CacheError("not connected".into()))
+        }
+    }
+
     /// The underlying client, for shared state beyond the cache (limits).
     pub fn client(&self) -> &Client {
         &self.client
@@ -253,9 +262,7 @@ impl Cache for RedisCache {
     }
 
     async fn get(&self, tenant: &TenantId, key: &str) -> Result<Option<Bytes>, CacheError> {
-        if !self.client.is_connected() {
-            return Err(CacheError("not connected".into()));
-        }
+        self.connected()?;
         self.client
             .with_options(&self.options())
             .get::<Option<Bytes>, _>(full_key(tenant, key))
@@ -270,9 +277,7 @@ impl Cache for RedisCache {
         value: Bytes,
         ttl: Duration,
     ) -> Result<(), CacheError> {
-        if !self.client.is_connected() {
-            return Err(CacheError("not connected".into()));
-        }
+        self.connected()?;
         let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         self.client
             .with_options(&self.options())
@@ -288,9 +293,7 @@ impl Cache for RedisCache {
     }
 
     async fn health(&self) -> Result<(), CacheError> {
-        if !self.client.is_connected() {
-            return Err(CacheError("not connected".into()));
-        }
+        self.connected()?;
         self.client
             .with_options(&self.options())
             .ping::<()>(None)

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::{
     ChunkHit, ChunkPoint, FilterValue, SearchQuery, VectorError, VectorStore, hit_from_payload,
-    keys, payload_of, point_id,
+    keys, payload_of, point_id, revision_point_ids,
 };
 use crate::tenants::TenantId;
 
@@ -211,8 +211,8 @@ impl VectorStore for EdgeStore {
         if count == 0 {
             return Ok(());
         }
-        let ids = (0..count)
-            .map(|c| PointId::Uuid(point_id(tenant, document_id, revision, c)))
+        let ids = revision_point_ids(tenant, document_id, revision, count)
+            .map(PointId::Uuid)
             .collect();
         self.write(vec![UpdateOperation::PointOperation(
             PointOperations::DeletePoints { ids },

@@ -177,6 +177,16 @@ pub fn point_id(tenant: &TenantId, document_id: &str, revision: &str, chunk: u32
     uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes())
 }
 
+/// The point ids of chunks `0..count` of one revision of a document.
+pub fn revision_point_ids(
+    tenant: &TenantId,
+    document_id: &str,
+    revision: &str,
+    count: u32,
+) -> impl Iterator<Item = uuid::Uuid> {
+    (0..count).map(move |chunk| point_id(tenant, document_id, revision, chunk))
+}
+
 /// Read a hit back from a stored payload; `None` if the payload is not one
 /// of ours (it is then skipped rather than shown).
 pub fn hit_from_payload(payload: &Map<String, Value>, score: f32) -> Option<ChunkHit> {

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::{
     ChunkHit, ChunkPoint, FilterValue, SearchQuery, VectorError, VectorStore, hit_from_payload,
-    keys, payload_of, point_id,
+    keys, payload_of, point_id, revision_point_ids,
 };
 use crate::tenants::TenantId;
 
@@ -159,12 +159,8 @@ impl VectorStore for QdrantStore {
         if count == 0 {
             return Ok(());
         }
-        let ids = (0..count)
-            .map(|c| {
-                point_id(tenant, document_id, revision, c)
-                    .to_string()
-                    .into()
-            })
+        let ids = revision_point_ids(tenant, document_id, revision, count)
+            .map(|id| id.to_string().into())
             .collect();
         self.client
             .delete_points(
