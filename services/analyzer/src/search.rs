@@ -153,19 +153,24 @@ impl Retrieval {
             .collect();
         filter.sort();
         let normalized = self.query.split_whitespace().collect::<Vec<_>>().join(" ");
-        let mut hash = Sha256::new();
-        for part in [
+        let digest = sha256_hex(&[
             model,
             &normalized,
             &self.top_k.to_string(),
             &filter.join("\u{1f}"),
-        ] {
-            hash.update(part.as_bytes());
-            hash.update([0x1e]);
-        }
-        let digest: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        ]);
         format!("search:{}:{generation}:{digest}", self.collection)
     }
+}
+
+/// SHA-256 of `parts`, each followed by a separator, as lower-case hex.
+fn sha256_hex(parts: &[&str]) -> String {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update(part.as_bytes());
+        hash.update([0x1e]);
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What a retrieval needs. Cheap to build per request.
@@ -201,10 +206,13 @@ impl Retriever<'_> {
     /// cheaper to run than to fetch.
     async fn query_vector(&self, tenant: &TenantId, query: &str) -> Result<Vec<f32>, ServiceError> {
         let key = if self.embedder.is_remote() {
-            let digest = Sha256::digest(query.trim().as_bytes());
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            let key = format!("embedding:{}:{hex}", self.embedder.model());
+            let key = format!(
+                "embedding:{}:{}",
+                self.embedder.model(),
+                sha256_hex(&[query.trim()])
+            );
             let lookup = self.cache.get(tenant, &key).await;
+            self.stats.record(&lookup);
             if let Ok(Some(bytes)) = &lookup
                 && bytes.len() == 4 * self.embedder.dimensions()
             {
