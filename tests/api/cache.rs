@@ -158,18 +158,11 @@ async fn a_redis_that_stops_mid_traffic_is_bypassed_then_used_again() {
         return;
     };
     let port = redis.port;
-    let env = start(
-        Db::Sqlite,
-        Options {
-            env: vec![
-                ("REDIS_URL".into(), redis.url()),
-                ("ANALYZER_REDIS_TIMEOUT_MS".into(), "200".into()),
-            ],
-            ..Options::default()
-        },
-    )
-    .await
-    .expect("start");
+    let env = analyzer_tests::start_with(vec![
+        ("REDIS_URL".into(), redis.url()),
+        ("ANALYZER_REDIS_TIMEOUT_MS".into(), "200".into()),
+    ])
+    .await;
     let s = &env.server;
     let (_, token) = s.tenant("Resilient", "premium").await;
     let (status, _) = s
@@ -206,6 +199,16 @@ async fn a_redis_that_stops_mid_traffic_is_bypassed_then_used_again() {
     );
     assert_eq!(ready["status"], "degraded");
     assert_eq!(ready["checks"]["cache"]["status"], "degraded");
+    assert!(
+        s.metric(r#"analyzer_cache_lookups_total{outcome="bypass"}"#)
+            .await
+            .is_some_and(|n| n >= 20.0),
+        "every bypass is counted"
+    );
+    assert_eq!(
+        s.metric(r#"analyzer_cache_up{backend="redis"}"#).await,
+        Some(0.0)
+    );
 
     let _redis_again = OwnRedis::start(Some(port)).await.expect("restart redis");
     // Reconnects by itself: within a few seconds, results are cached again.
@@ -234,15 +237,11 @@ async fn the_service_starts_and_serves_when_redis_is_down_at_start() {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port");
-    let env = start(
-        Db::Sqlite,
-        Options {
-            env: vec![("REDIS_URL".into(), format!("redis://127.0.0.1:{port}"))],
-            ..Options::default()
-        },
-    )
-    .await
-    .expect("starts without Redis");
+    let env = analyzer_tests::start_with(vec![(
+        "REDIS_URL".into(),
+        format!("redis://127.0.0.1:{port}"),
+    )])
+    .await;
     let s = &env.server;
     let (_, token) = s.tenant("Early", "standard").await;
     let (status, _) = s
@@ -269,4 +268,64 @@ async fn the_service_starts_and_serves_when_redis_is_down_at_start() {
         s.output().contains("Redis"),
         "the operator is told Redis is unreachable"
     );
+}
+
+/// A standard tenant's cached results stay within its query cache budget,
+/// its oldest going first, and do not push out another tenant's.
+async fn scenario_cache_budget(redis: Option<String>) {
+    let mut env = vec![(
+        "ANALYZER_TIER_STANDARD_QUERY_CACHE_BYTES".to_owned(),
+        "4000".to_owned(),
+    )];
+    if let Some(url) = redis {
+        env.push(("REDIS_URL".to_owned(), url));
+        env.push(("ANALYZER_REDIS_TIMEOUT_MS".to_owned(), "2000".to_owned()));
+    }
+    let env = analyzer_tests::start_with(env).await;
+    let s = &env.server;
+    let (_, small) = s.tenant("Small cache", "standard").await;
+    let (_, big) = s.tenant("Big cache", "premium").await;
+    let text = "Budget reports list quarterly spending on travel, hardware and training.";
+    for token in [&small, &big] {
+        let (status, _) = s
+            .post(
+                "/v1/documents",
+                token,
+                &json!({"documents": [{"text": text}]}),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    let query = |i: usize| json!({"query": format!("quarterly spending {i}")});
+    // The premium tenant caches one result first.
+    let _ = s.post("/v1/search", &big, &query(0)).await;
+    // Each result is a few hundred bytes: twenty pass 4000.
+    for i in 0..20 {
+        let (_, r) = s.post("/v1/search", &small, &query(i)).await;
+        assert_eq!(r["cached"], false, "{r}");
+    }
+    let (_, usage) = s.get("/v1/usage", &small).await;
+    let quota = &usage["quotas"]["query_cache_bytes"];
+    assert_eq!(quota["limit"], 4000, "{usage}");
+    let used = quota["used"].as_u64().expect("used");
+    assert!(used > 0 && used <= 4000, "{quota}");
+    let (_, newest) = s.post("/v1/search", &small, &query(19)).await;
+    assert_eq!(newest["cached"], true, "the newest entry is kept");
+    let (_, oldest) = s.post("/v1/search", &small, &query(0)).await;
+    assert_eq!(oldest["cached"], false, "the oldest entry went first");
+    let (_, other) = s.post("/v1/search", &big, &query(0)).await;
+    assert_eq!(other["cached"], true, "another tenant's entry is kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_process_cache_keeps_each_tenant_within_its_budget() {
+    scenario_cache_budget(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_cache_keeps_each_tenant_within_its_budget() {
+    if !analyzer_tests::redis_available().await {
+        return;
+    }
+    scenario_cache_budget(Some(redis_url())).await;
 }

@@ -9,6 +9,7 @@ mod cli;
 mod isolation;
 mod journey;
 mod lifecycle;
+mod limits;
 mod openai;
 mod operations;
 mod qdrant;

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use analyzer_tests::Env;
 use analyzer_tests::openai_wire::{FakeOpenAi, Fault};
-use analyzer_tests::{Db, Env, Options, start};
 use serde_json::json;
 
 const DIMS: usize = 32;
@@ -27,15 +27,7 @@ async fn with_provider(fake: &FakeOpenAi, extra: &[(&str, &str)]) -> Env {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
-    start(
-        Db::Sqlite,
-        Options {
-            env,
-            ..Options::default()
-        },
-    )
-    .await
-    .expect("start")
+    analyzer_tests::start_with(env).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,9 +48,30 @@ async fn health_ready_and_openapi_answer_without_auth() {
         "/v1/admin/tenants/{id}/tokens",
         "/health",
         "/ready",
+        "/metrics",
     ] {
         assert!(spec["paths"][path].is_object(), "openapi lacks {path}");
     }
+
+    let metrics = s.http.get(s.url("/metrics")).send().await.expect("metrics");
+    assert_eq!(metrics.status(), 200);
+    assert!(
+        metrics
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/plain; version=0.0.4"))
+    );
+    assert_eq!(
+        s.metric(r#"analyzer_cache_up{backend="memory"}"#).await,
+        Some(1.0)
+    );
+    assert!(
+        s.metric(r#"analyzer_vector_breaker_state{state="open"}"#)
+            .await
+            .is_none(),
+        "the embedded store has no breaker"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,20 @@
-//! The Qdrant server backend behind its circuit breaker. Without a Qdrant
-//! server at hand, the breaker is exercised against a port that refuses and
-//! a listener that accepts and never answers; the Qdrant path itself runs
-//! when `QDRANT_URL` points at a real server (it says so when skipped).
+//! The Qdrant server backend behind its circuit breaker. The breaker is
+//! exercised against a port that refuses, a listener that accepts and never
+//! answers, and a gRPC server speaking Qdrant's protocol that goes away and
+//! comes back (recovery). The Qdrant path runs on every test run against
+//! that gRPC peer, and also against a real Qdrant server when `QDRANT_URL`
+//! points at one (it says so when skipped).
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use analyzer_tests::{Db, Options, start};
-use serde_json::json;
+use analyzer_tests::TestServer;
+use analyzer_tests::qdrant_wire::FakeQdrant;
+use qdrant_client::qdrant::{Filter, condition::ConditionOneOf, r#match::MatchValue};
+use serde_json::{Value, json};
+
+/// The collection of the built-in embedder's model.
+const COLLECTION: &str = "analyzer_builtin_hash_256";
 
 fn qdrant_env(url: &str) -> Vec<(String, String)> {
     vec![
@@ -19,15 +27,7 @@ fn qdrant_env(url: &str) -> Vec<(String, String)> {
 }
 
 async fn breaker_opens_and_answers_fast(url: String) {
-    let env = start(
-        Db::Sqlite,
-        Options {
-            env: qdrant_env(&url),
-            ..Options::default()
-        },
-    )
-    .await
-    .expect("the service starts while Qdrant is down");
+    let env = analyzer_tests::start_with(qdrant_env(&url)).await;
     let s = &env.server;
     let (_, token) = s.tenant("Breaker", "standard").await;
 
@@ -123,29 +123,24 @@ async fn a_qdrant_that_accepts_and_never_answers_opens_the_breaker() {
     breaker_opens_and_answers_fast(format!("http://{addr}")).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_qdrant_server_backend_keeps_tenants_apart() {
-    let Ok(url) = std::env::var("QDRANT_URL") else {
-        eprintln!(
-            "SKIPPED: QDRANT_URL is not set; start a Qdrant server (see README) to run the Qdrant path"
-        );
-        return;
-    };
-    let env = start(
-        Db::Sqlite,
-        Options {
-            env: vec![("QDRANT_URL".into(), url)],
-            ..Options::default()
-        },
-    )
-    .await
-    .expect("start");
+/// Tenant isolation, filters and deletes over a Qdrant server at `url`.
+async fn qdrant_path_keeps_tenants_apart(url: &str, api_key: Option<&str>) {
+    let mut env = vec![("QDRANT_URL".to_owned(), url.to_owned())];
+    if let Some(key) = api_key {
+        env.push(("QDRANT_API_KEY".to_owned(), key.to_owned()));
+    }
+    let env = analyzer_tests::start_with(env).await;
     let s = &env.server;
     let (_, a) = s.tenant("Qdrant A", "premium").await;
     let (_, b) = s.tenant("Qdrant B", "standard").await;
-    let (status, _) = s.post("/v1/documents", &a, &json!({"documents": [
-        {"id": "shared", "text": "Compressors are checked weekly.", "metadata": {"site": "north"}}]})).await;
-    assert_eq!(status, 201);
+    let (status, body) = s.post("/v1/documents", &a, &json!({"documents": [
+        {"id": "shared", "text": "Compressors are checked weekly.", "metadata": {"site": "north"}},
+        {"id": "other", "text": "Compressors in the south hall are checked monthly.", "metadata": {"site": "south"}}]})).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = s.post("/v1/documents", &b, &json!({"documents": [
+        {"id": "shared", "text": "Tenant B keeps its own notes on boilers.", "metadata": {"site": "north"}}]})).await;
+    assert_eq!(status, 201, "{body}");
+
     let (_, hits) = s
         .post(
             "/v1/search",
@@ -153,17 +148,245 @@ async fn the_qdrant_server_backend_keeps_tenants_apart() {
             &json!({"query": "compressors weekly", "filter": {"site": "north"}}),
         )
         .await;
-    assert_eq!(hits["hits"][0]["document_id"], "shared", "{hits}");
-    let (_, none) = s
+    let hits = hits["hits"].as_array().expect("hits").clone();
+    assert_eq!(hits.len(), 1, "the metadata filter holds: {hits:?}");
+    assert_eq!(hits[0]["document_id"], "shared");
+    assert!(
+        hits[0]["text"]
+            .as_str()
+            .expect("text")
+            .contains("Compressors")
+    );
+
+    let (_, other) = s
         .post("/v1/search", &b, &json!({"query": "compressors weekly"}))
         .await;
-    assert!(none["hits"].as_array().expect("hits").is_empty(), "{none}");
-    let (status, _) = s.delete("/v1/documents/shared", &b).await;
-    assert_eq!(status, 404);
+    let other = other["hits"].as_array().expect("hits").clone();
+    assert!(
+        other
+            .iter()
+            .all(|h| h["text"].as_str().is_some_and(|t| t.contains("boilers"))),
+        "tenant B sees only its own chunks: {other:?}"
+    );
+
+    let (status, _) = s.delete("/v1/documents/other", &b).await;
+    assert_eq!(status, 404, "B cannot delete A's document");
     let (status, _) = s.delete("/v1/documents/shared", &a).await;
     assert_eq!(status, 204);
-    let (_, gone) = s
-        .post("/v1/search", &a, &json!({"query": "compressors weekly"}))
+    let (_, after) = s
+        .post(
+            "/v1/search",
+            &a,
+            &json!({"query": "compressors weekly", "filter": {"site": "north"}}),
+        )
         .await;
-    assert!(gone["hits"].as_array().expect("hits").is_empty(), "{gone}");
+    assert!(
+        after["hits"].as_array().expect("hits").is_empty(),
+        "{after}"
+    );
+    let (_, kept) = s
+        .post("/v1/search", &b, &json!({"query": "boilers notes"}))
+        .await;
+    assert_eq!(
+        kept["hits"][0]["document_id"], "shared",
+        "A's delete left B's same-named document alone: {kept}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_qdrant_server_backend_keeps_tenants_apart() {
+    let Ok(url) = std::env::var("QDRANT_URL") else {
+        eprintln!(
+            "SKIPPED: QDRANT_URL is not set; start a Qdrant server (see README) to run the Qdrant path against it"
+        );
+        return;
+    };
+    qdrant_path_keeps_tenants_apart(&url, std::env::var("QDRANT_API_KEY").ok().as_deref()).await;
+}
+
+/// Whether a filter requires the tenant's id as its first condition.
+fn first_condition_is_tenant(filter: &Filter) -> Option<String> {
+    match filter.must.first()?.condition_one_of.as_ref()? {
+        ConditionOneOf::Field(field) if field.key == "tenant_id" => {
+            match field.r#match.as_ref()?.match_value.as_ref()? {
+                MatchValue::Keyword(tenant) => Some(tenant.clone()),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_qdrant_path_over_grpc_keeps_tenants_apart_and_filters_by_tenant_on_the_wire() {
+    let qdrant = FakeQdrant::start(([127, 0, 0, 1], 0).into(), Some("test-api-key"))
+        .await
+        .expect("gRPC peer");
+    qdrant_path_keeps_tenants_apart(&qdrant.url, Some("test-api-key")).await;
+
+    let state = &qdrant.state;
+    assert_eq!(state.collection_names(), vec![COLLECTION.to_owned()]);
+    let indexes = state.indexes(COLLECTION);
+    assert!(indexes["tenant_id"].is_tenant, "{indexes:?}");
+    for field in ["document_id", "collection", "chunk"] {
+        assert!(!indexes[field].is_tenant, "{field}: {indexes:?}");
+    }
+    let filters = state.filters();
+    assert!(filters.iter().any(|(call, _)| call == "search"));
+    assert!(filters.iter().any(|(call, _)| call == "delete"));
+    for (call, filter) in &filters {
+        assert!(
+            first_condition_is_tenant(filter).is_some(),
+            "a {call} went out without the tenant condition: {filter:?}"
+        );
+    }
+    assert_eq!(
+        state.point_count(COLLECTION),
+        2,
+        "A's remaining document and B's document are stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_qdrant_api_key_is_an_unavailable_store_not_a_crash() {
+    let qdrant = FakeQdrant::start(([127, 0, 0, 1], 0).into(), Some("right-key"))
+        .await
+        .expect("gRPC peer");
+    let env = analyzer_tests::start_with(vec![
+        ("QDRANT_URL".into(), qdrant.url.clone()),
+        ("QDRANT_API_KEY".into(), "wrong-key".into()),
+    ])
+    .await;
+    let s = &env.server;
+    let (_, token) = s.tenant("Keyless", "standard").await;
+    let (status, problem) = s
+        .post(
+            "/v1/documents",
+            &token,
+            &json!({"documents": [{"id": "d", "text": "x"}]}),
+        )
+        .await;
+    assert_eq!(status, 503, "{problem}");
+    assert!(
+        !env.server.output().contains("wrong-key"),
+        "the API key never reaches a log line"
+    );
+    assert!(qdrant.state.collection_names().is_empty());
+}
+
+async fn vector_store_check(s: &TestServer) -> (u16, Value) {
+    let (status, ready) =
+        analyzer_tests::split(s.http.get(s.url("/ready")).send().await.expect("ready")).await;
+    (status, ready["checks"]["vector_store"].clone())
+}
+
+/// Search until the breaker reports open in `/ready`.
+async fn open_the_breaker(s: &TestServer, token: &str) {
+    for _ in 0..20 {
+        let (status, _) = s
+            .post("/v1/search", token, &json!({"query": "pumps"}))
+            .await;
+        assert_eq!(status, 503);
+        let (_, check) = vector_store_check(s).await;
+        if check["backend"]
+            .as_str()
+            .is_some_and(|b| b.contains("breaker open"))
+        {
+            return;
+        }
+    }
+    panic!("the breaker never opened");
+}
+
+/// Retry `call` until it answers 200 or `within` passes.
+async fn until_ok(within: Duration, mut call: impl AsyncFnMut() -> (u16, Value)) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (status, body) = call().await;
+        if status == 200 {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {status} after {within:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_closes_again_when_qdrant_comes_back() {
+    // A port with nothing on it: Qdrant is down when the service starts.
+    let addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let env = analyzer_tests::start_with(vec![
+        ("QDRANT_URL".into(), format!("http://{addr}")),
+        ("QDRANT_TIMEOUT_MS".into(), "300".into()),
+        ("ANALYZER_VECTOR_TIMEOUT_MS".into(), "500".into()),
+        ("ANALYZER_BREAKER_FAILURES".into(), "3".into()),
+        ("ANALYZER_BREAKER_OPEN_SECONDS".into(), "2".into()),
+    ])
+    .await;
+    let s = &env.server;
+    let (_, token) = s.tenant("Recovery", "standard").await;
+    open_the_breaker(s, &token).await;
+
+    // Qdrant comes up; after the open period one probe goes through, the
+    // collection is created on that first contact, and the breaker closes.
+    assert_eq!(
+        s.metric(r#"analyzer_vector_breaker_state{state="open"}"#)
+            .await,
+        Some(1.0)
+    );
+    let qdrant = FakeQdrant::start(addr, None).await.expect("gRPC peer");
+    let hits = until_ok(Duration::from_secs(15), async || {
+        s.post("/v1/search", &token, &json!({"query": "pumps"}))
+            .await
+    })
+    .await;
+    assert!(hits["hits"].as_array().expect("hits").is_empty());
+    let (status, check) = vector_store_check(s).await;
+    assert_eq!(
+        (status, check["status"].as_str()),
+        (200, Some("ok")),
+        "{check}"
+    );
+    assert_eq!(qdrant.state.collection_names(), vec![COLLECTION.to_owned()]);
+    assert_eq!(
+        s.metric(r#"analyzer_vector_breaker_state{state="closed"}"#)
+            .await,
+        Some(1.0)
+    );
+    let (status, body) = s
+        .post(
+            "/v1/documents",
+            &token,
+            &json!({"documents": [{"id": "p", "text": "Pumps need oil every month."}]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // It goes away again: the breaker opens again and answers at once.
+    let kept = qdrant.stop();
+    open_the_breaker(s, &token).await;
+    let started = Instant::now();
+    let (status, _) = s.post("/v1/search", &token, &json!({"query": "oil"})).await;
+    assert_eq!(status, 503);
+    assert!(started.elapsed() < Duration::from_millis(250));
+
+    // And back with its data: the stored document is found again.
+    let _qdrant = FakeQdrant::restart(addr, kept).await.expect("gRPC peer");
+    let found = until_ok(Duration::from_secs(15), async || {
+        s.post("/v1/search", &token, &json!({"query": "pumps oil month"}))
+            .await
+    })
+    .await;
+    assert_eq!(found["hits"][0]["document_id"], "p", "{found}");
+    let (status, check) = vector_store_check(s).await;
+    assert_eq!(
+        (status, check["status"].as_str()),
+        (200, Some("ok")),
+        "{check}"
+    );
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 pub mod moto;
 pub mod openai_wire;
+pub mod qdrant_wire;
 
 use anyhow::{Context as _, bail};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -314,7 +315,7 @@ impl TestServer {
             });
         }
         let errors = Arc::new(Mutex::new(Vec::new()));
-        {
+        let stderr_reader = {
             let errors = Arc::clone(&errors);
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -322,14 +323,17 @@ impl TestServer {
                         e.push(line);
                     }
                 }
-            });
-        }
+            })
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         let addr = loop {
             if let Ok(addr) = addr_rx.try_recv() {
                 break addr;
             }
             if let Some(status) = child.try_wait()? {
+                // The process is gone, so its stderr ends: read it whole
+                // before reporting (the reader may not have caught up).
+                let _ = stderr_reader.join();
                 bail!(
                     "analyzer exited with {status} before listening; stderr: {:?}",
                     errors.lock().map(|e| e.clone()).unwrap_or_default()
@@ -365,11 +369,16 @@ impl TestServer {
     }
 
     /// Send SIGTERM.
+    ///
+    /// Through `kill(1)` rather than a signal crate: `nix` is already in the
+    /// service's graph with fewer features, and a test-only feature set
+    /// would make `cargo run` after `cargo test` rebuild its dependents.
     pub fn terminate(&self) {
-        use nix::sys::signal::{Signal, kill};
-        use nix::unistd::Pid;
-        let pid = i32::try_from(self.pid()).expect("pid fits");
-        kill(Pid::from_raw(pid), Signal::SIGTERM).expect("send SIGTERM");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {} failed", self.pid());
     }
 
     /// Wait for the process to exit (after [`Self::terminate`]).
@@ -406,6 +415,24 @@ impl TestServer {
     /// Everything printed on stdout so far.
     pub fn output(&self) -> String {
         self.stdout.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    /// The value of one sample in `GET /metrics`, named with its labels
+    /// exactly as exposed (`name{label="value"}`); None when absent.
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines().find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == sample).then(|| value.parse().ok())?
+        })
     }
 
     /// A request with a bearer token.
@@ -535,6 +562,19 @@ pub async fn start(db: Db, options: Options) -> Option<Env> {
         .await
         .expect("server starts");
     Some(Env { server, dir, pg })
+}
+
+/// Start a server on SQLite with these extra environment variables.
+pub async fn start_with(env: Vec<(String, String)>) -> Env {
+    start(
+        Db::Sqlite,
+        Options {
+            env,
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("server starts")
 }
 
 /// Run the analyzer CLI with the given args on a data dir/database.

@@ -18,6 +18,7 @@ use crate::cache::{Cache, MemoryCache, RedisCache};
 use crate::config::{Config, Environment};
 use crate::embed::{Embedder, HashEmbedder};
 use crate::http::{AppInner, AppState, router};
+use crate::limits::Limiter;
 use crate::openai::OpenAi;
 use crate::secrets::{Overlay, ParameterStore, changed_names};
 use crate::store::Db;
@@ -227,13 +228,41 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         ),
     };
     let vectors = open_vectors(&config, embedder.as_ref()).await?;
-    let cache: Arc<dyn Cache> = match &config.cache.redis_url {
+    let (cache, redis): (Arc<dyn Cache>, _) = match &config.cache.redis_url {
         Some(url) => {
-            Arc::new(RedisCache::connect(url.expose_secret(), config.cache.redis_timeout).await?)
+            let redis = Arc::new(
+                RedisCache::connect(url.expose_secret(), config.cache.redis_timeout).await?,
+            );
+            (Arc::clone(&redis) as Arc<dyn Cache>, Some(redis))
         }
-        None => Arc::new(MemoryCache::new(config.cache.memory_max_bytes)),
+        None => (
+            Arc::new(MemoryCache::new(config.cache.memory_max_bytes)),
+            None,
+        ),
     };
+    // A crashed task's in-flight leases stop counting after the longest a
+    // request may run, plus a margin.
+    let lease = config.limits.request_timeout + Duration::from_secs(30);
+    let limiter = Arc::new(Limiter::new(
+        config.premium,
+        config.standard,
+        config.expected_tasks,
+        redis,
+        lease,
+    ));
+    let housekeeping = Arc::downgrade(&limiter);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match housekeeping.upgrade() {
+                Some(limiter) => limiter.housekeep(),
+                None => break,
+            }
+        }
+    });
     Ok(AppState::new(AppInner {
+        limiter,
         config,
         db,
         auth,
@@ -260,25 +289,12 @@ async fn open_vectors(
             .context("opening the vector store")??;
         return Ok(Arc::new(store));
     };
-    let store = Arc::new(QdrantStore::new(qdrant, &model).context("QDRANT_URL")?);
+    let store = Arc::new(QdrantStore::new(qdrant, &model, dims).context("QDRANT_URL")?);
     // A Qdrant that is down at start must not keep the task from serving
-    // what it can (cached results, health): create the collection in the
-    // background until it succeeds.
-    if let Err(e) = store.ensure_collection(dims).await {
-        tracing::error!(error = %e, "Qdrant unreachable at start; retrying in the background");
-        let retry = Arc::clone(&store);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                match retry.ensure_collection(dims).await {
-                    Ok(()) => {
-                        tracing::info!("Qdrant collection ready");
-                        break;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "Qdrant still unreachable"),
-                }
-            }
-        });
+    // what it can (cached results, health): the first call that reaches it
+    // creates the collection instead.
+    if let Err(e) = store.ensure_collection().await {
+        tracing::error!(error = %e, "Qdrant unreachable at start; the collection is created on first contact");
     }
     let breaker = Arc::new(Breaker::new(config.breaker));
     Ok(Arc::new(BreakerStore::new(store, breaker)))

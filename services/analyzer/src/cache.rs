@@ -58,14 +58,19 @@ pub trait Cache: Send + Sync {
     fn backend(&self) -> &'static str;
     /// The entry stored under the tenant's `key`, if present and fresh.
     async fn get(&self, tenant: &TenantId, key: &str) -> Result<Option<Bytes>, CacheError>;
-    /// Store an entry for `ttl`.
+    /// Store an entry for `ttl`, keeping the tenant's entries within
+    /// `budget` bytes (keys and values): its oldest entries go first, and an
+    /// entry larger than the budget is not stored.
     async fn put(
         &self,
         tenant: &TenantId,
         key: &str,
         value: Bytes,
         ttl: Duration,
+        budget: u64,
     ) -> Result<(), CacheError>;
+    /// Bytes the tenant's entries hold now.
+    async fn used_bytes(&self, tenant: &TenantId) -> Result<u64, CacheError>;
     /// Whether the cache answers now.
     async fn health(&self) -> Result<(), CacheError>;
 }
@@ -86,10 +91,27 @@ pub struct MemoryCache {
 
 #[derive(Debug, Default)]
 struct MemoryInner {
-    entries: HashMap<String, (Bytes, Instant)>,
+    entries: HashMap<String, Entry>,
     // Insertion order, for eviction; may hold keys already replaced or gone.
     order: VecDeque<String>,
     bytes: usize,
+    tenants: HashMap<TenantId, TenantShare>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    value: Bytes,
+    expires: Instant,
+    tenant: TenantId,
+}
+
+/// One tenant's part of the cache, for its budget.
+#[derive(Debug, Default)]
+struct TenantShare {
+    // Insertion order; may hold keys already replaced or gone.
+    order: VecDeque<String>,
+    bytes: usize,
+    entries: usize,
 }
 
 impl MemoryCache {
@@ -110,8 +132,33 @@ impl MemoryCache {
 
 impl MemoryInner {
     fn remove(&mut self, key: &str) {
-        if let Some((value, _)) = self.entries.remove(key) {
-            self.bytes -= value.len() + key.len();
+        if let Some(entry) = self.entries.remove(key) {
+            let size = entry.value.len() + key.len();
+            self.bytes -= size;
+            if let Some(share) = self.tenants.get_mut(&entry.tenant) {
+                share.bytes -= size;
+                share.entries -= 1;
+                if share.entries == 0 {
+                    self.tenants.remove(&entry.tenant);
+                }
+            }
+        }
+    }
+
+    /// Remove the tenant's oldest entries until `size` more bytes fit in
+    /// `budget`.
+    fn make_room(&mut self, tenant: &TenantId, size: usize, budget: usize) {
+        loop {
+            let Some(share) = self.tenants.get_mut(tenant) else {
+                return;
+            };
+            if share.bytes + size <= budget {
+                return;
+            }
+            let Some(oldest) = share.order.pop_front() else {
+                return;
+            };
+            self.remove(&oldest);
         }
     }
 }
@@ -126,7 +173,7 @@ impl Cache for MemoryCache {
         let key = full_key(tenant, key);
         let mut inner = self.lock()?;
         match inner.entries.get(&key) {
-            Some((value, expires)) if *expires > Instant::now() => Ok(Some(value.clone())),
+            Some(entry) if entry.expires > Instant::now() => Ok(Some(entry.value.clone())),
             Some(_) => {
                 inner.remove(&key);
                 Ok(None)
@@ -141,14 +188,17 @@ impl Cache for MemoryCache {
         key: &str,
         value: Bytes,
         ttl: Duration,
+        budget: u64,
     ) -> Result<(), CacheError> {
         let key = full_key(tenant, key);
         let size = value.len() + key.len();
-        if size > self.max_bytes {
+        let budget = usize::try_from(budget).unwrap_or(usize::MAX);
+        if size > self.max_bytes || size > budget {
             return Ok(()); // never fits; not an error
         }
         let mut inner = self.lock()?;
         inner.remove(&key);
+        inner.make_room(tenant, size, budget);
         while inner.bytes + size > self.max_bytes {
             let Some(oldest) = inner.order.pop_front() else {
                 break;
@@ -157,13 +207,41 @@ impl Cache for MemoryCache {
         }
         inner.bytes += size;
         inner.order.push_back(key.clone());
-        inner.entries.insert(key, (value, Instant::now() + ttl));
-        // Keep the order queue from growing without bound through replaced keys.
-        if inner.order.len() > 2 * inner.entries.len() + 64 {
-            let MemoryInner { entries, order, .. } = &mut *inner;
+        let share = inner.tenants.entry(tenant.clone()).or_default();
+        share.bytes += size;
+        share.entries += 1;
+        share.order.push_back(key.clone());
+        let stale_share = share.order.len() > 2 * share.entries + 64;
+        inner.entries.insert(
+            key,
+            Entry {
+                value,
+                expires: Instant::now() + ttl,
+                tenant: tenant.clone(),
+            },
+        );
+        // Keep the order queues from growing without bound through replaced keys.
+        let MemoryInner {
+            entries,
+            order,
+            tenants,
+            ..
+        } = &mut *inner;
+        if order.len() > 2 * entries.len() + 64 {
             order.retain(|k| entries.contains_key(k));
         }
+        if stale_share && let Some(share) = tenants.get_mut(tenant) {
+            share.order.retain(|k| entries.contains_key(k));
+        }
         Ok(())
+    }
+
+    async fn used_bytes(&self, tenant: &TenantId) -> Result<u64, CacheError> {
+        Ok(self
+            .lock()?
+            .tenants
+            .get(tenant)
+            .map_or(0, |share| share.bytes as u64))
     }
 
     async fn health(&self) -> Result<(), CacheError> {
@@ -223,26 +301,17 @@ impl RedisCache {
         Ok(Self { client })
     }
 
-    fn options(&self) -> fred::types::config::Options {
-        fred::types::config::Options {
-            // Fail at once when disconnected rather than wait for a reconnect.
+    /// The client for one call, failing at once while disconnected (fred
+    /// would otherwise wait for a reconnect). Also serves the fleet-wide
+    /// limits, which share this connection.
+    pub fn fast(&self) -> Result<fred::clients::WithOptions<Client>, CacheError> {
+        if !self.client.is_connected() {
+            return Err(CacheError("not connected".into()));
+        }
+        Ok(self.client.with_options(&fred::types::config::Options {
             fail_fast: true,
             ..Default::default()
-        }
-    }
-
-    /// Fail at once while disconnected (fred would otherwise wait).
-    fn connected(&self) -> Result<(), CacheError> {
-        if self.client.is_connected() {
-            Ok(())
-        } else {
-            Err(CacheError("not connected".into()))
-        }
-    }
-
-    /// The underlying client, for shared state beyond the cache (limits).
-    pub fn client(&self) -> &Client {
-        &self.client
+        }))
     }
 
     /// Close the connection.
@@ -251,8 +320,51 @@ impl RedisCache {
     }
 }
 
-fn redis_error(e: fred::error::Error) -> CacheError {
+pub(crate) fn redis_error(e: fred::error::Error) -> CacheError {
     CacheError(e.to_string())
+}
+
+/// Stores one entry within the tenant's budget. KEYS: the entry, the
+/// tenant's index (entry key by expiry time), its sizes (entry key to
+/// bytes), its byte total; all share the tenant's hash tag. ARGV: value,
+/// ttl ms, budget, size. Expired entries leave the books first, then the
+/// oldest entries are removed until the new one fits.
+const PUT_LUA: &str = r"
+local ttl = tonumber(ARGV[2])
+local budget = tonumber(ARGV[3])
+local size = tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local total = tonumber(redis.call('GET', KEYS[4]) or '0')
+local function forget(key)
+  local s = tonumber(redis.call('HGET', KEYS[3], key) or '0')
+  redis.call('HDEL', KEYS[3], key)
+  redis.call('ZREM', KEYS[2], key)
+  total = total - s
+end
+for _, key in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
+  forget(key)
+end
+forget(KEYS[1])
+while total + size > budget do
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0)
+  if #oldest == 0 then break end
+  redis.call('DEL', oldest[1])
+  forget(oldest[1])
+end
+if total < 0 then total = 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+redis.call('ZADD', KEYS[2], now + ttl, KEYS[1])
+redis.call('HSET', KEYS[3], KEYS[1], size)
+total = total + size
+redis.call('SET', KEYS[4], total)
+for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end
+return total
+";
+
+/// The tenant's cache books in Redis: index, sizes, total.
+fn books(tenant: &TenantId) -> [String; 3] {
+    ["cache:index", "cache:sizes", "cache:bytes"].map(|name| full_key(tenant, name))
 }
 
 #[async_trait]
@@ -262,9 +374,7 @@ impl Cache for RedisCache {
     }
 
     async fn get(&self, tenant: &TenantId, key: &str) -> Result<Option<Bytes>, CacheError> {
-        self.connected()?;
-        self.client
-            .with_options(&self.options())
+        self.fast()?
             .get::<Option<Bytes>, _>(full_key(tenant, key))
             .await
             .map_err(redis_error)
@@ -276,29 +386,41 @@ impl Cache for RedisCache {
         key: &str,
         value: Bytes,
         ttl: Duration,
+        budget: u64,
     ) -> Result<(), CacheError> {
-        self.connected()?;
-        let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-        self.client
-            .with_options(&self.options())
-            .set::<(), _, _>(
-                full_key(tenant, key),
-                value,
-                Some(Expiration::EX(seconds)),
-                None,
-                false,
+        use fred::interfaces::LuaInterface as _;
+        let key = full_key(tenant, key);
+        let size = (value.len() + key.len()) as u64;
+        if size > budget {
+            return Ok(()); // never fits; not an error
+        }
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let [index, sizes, total] = books(tenant);
+        let _total: i64 = self
+            .fast()?
+            .eval(
+                PUT_LUA,
+                vec![key, index, sizes, total],
+                vec![
+                    fred::types::Value::Bytes(value),
+                    ttl_ms.to_string().into(),
+                    budget.to_string().into(),
+                    size.to_string().into(),
+                ],
             )
             .await
-            .map_err(redis_error)
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
+    async fn used_bytes(&self, tenant: &TenantId) -> Result<u64, CacheError> {
+        let [_, _, total] = books(tenant);
+        let bytes: Option<u64> = self.fast()?.get(total).await.map_err(redis_error)?;
+        Ok(bytes.unwrap_or(0))
     }
 
     async fn health(&self) -> Result<(), CacheError> {
-        self.connected()?;
-        self.client
-            .with_options(&self.options())
-            .ping::<()>(None)
-            .await
-            .map_err(redis_error)
+        self.fast()?.ping::<()>(None).await.map_err(redis_error)
     }
 }
 
@@ -311,7 +433,13 @@ mod tests {
         let cache = MemoryCache::new(1 << 20);
         let (a, b) = (TenantId::generate(), TenantId::generate());
         cache
-            .put(&a, "k", Bytes::from_static(b"a's"), Duration::from_secs(60))
+            .put(
+                &a,
+                "k",
+                Bytes::from_static(b"a's"),
+                Duration::from_secs(60),
+                u64::MAX,
+            )
             .await
             .expect("put");
         assert_eq!(
@@ -333,6 +461,7 @@ mod tests {
                     &format!("k{i}"),
                     Bytes::from(vec![0u8; 100]),
                     Duration::from_secs(60),
+                    u64::MAX,
                 )
                 .await
                 .expect("put");
@@ -354,11 +483,67 @@ mod tests {
                 "k",
                 Bytes::from_static(b"v"),
                 Duration::from_secs(5),
+                u64::MAX,
             )
             .await
             .expect("put");
         tokio::time::advance(Duration::from_secs(6)).await;
         assert_eq!(cache.get(&tenant, "k").await.expect("get"), None);
+    }
+
+    #[tokio::test]
+    async fn each_tenant_stays_within_its_budget_dropping_its_oldest() {
+        let cache = MemoryCache::new(1 << 20);
+        let (a, b) = (TenantId::generate(), TenantId::generate());
+        let entry = 100 + full_key(&a, "k0").len();
+        let budget = 3 * entry as u64;
+        let value = || Bytes::from(vec![0u8; 100]);
+        cache
+            .put(&b, "k0", value(), Duration::from_secs(60), budget)
+            .await
+            .expect("put");
+        for i in 0..5 {
+            cache
+                .put(
+                    &a,
+                    &format!("k{i}"),
+                    value(),
+                    Duration::from_secs(60),
+                    budget,
+                )
+                .await
+                .expect("put");
+        }
+        assert_eq!(cache.used_bytes(&a).await.expect("used"), budget);
+        for (key, kept) in [("k0", false), ("k1", false), ("k2", true), ("k4", true)] {
+            assert_eq!(
+                cache.get(&a, key).await.expect("get").is_some(),
+                kept,
+                "{key}"
+            );
+        }
+        // The other tenant's entry was not evicted for A's.
+        assert!(cache.get(&b, "k0").await.expect("get").is_some());
+        assert_eq!(cache.used_bytes(&b).await.expect("used"), entry as u64);
+        // Replacing an entry counts it once; one larger than the budget is
+        // not stored.
+        cache
+            .put(&a, "k4", value(), Duration::from_secs(60), budget)
+            .await
+            .expect("put");
+        assert_eq!(cache.used_bytes(&a).await.expect("used"), budget);
+        cache
+            .put(
+                &a,
+                "huge",
+                Bytes::from(vec![0u8; 1000]),
+                Duration::from_secs(60),
+                budget,
+            )
+            .await
+            .expect("put");
+        assert_eq!(cache.get(&a, "huge").await.expect("get"), None);
+        assert_eq!(cache.used_bytes(&a).await.expect("used"), budget);
     }
 
     #[test]

@@ -356,6 +356,9 @@ pub struct Config {
     pub premium: TierLimits,
     /// Limits of each tier.
     pub standard: TierLimits,
+    /// How many tasks normally share the fleet-wide limits: while Redis is
+    /// unreachable, each process enforces this share of them.
+    pub expected_tasks: u32,
 }
 
 impl Config {
@@ -601,6 +604,11 @@ impl Config {
             )?),
             premium: tier_limits(env, Tier::Premium)?,
             standard: tier_limits(env, Tier::Standard)?,
+            expected_tasks: {
+                let tasks = parse_or(env, "ANALYZER_EXPECTED_TASKS", 3u32)?;
+                positive(u64::from(tasks), "ANALYZER_EXPECTED_TASKS")?;
+                tasks
+            },
         })
     }
 }

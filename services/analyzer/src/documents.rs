@@ -17,7 +17,7 @@ use crate::chunk::chunk_text;
 use crate::config::{ChunkingConfig, RequestLimits};
 use crate::embed::Embedder;
 use crate::error::ServiceError;
-use crate::store::{Db, StoredDocument, now_millis, rfc3339};
+use crate::store::{Db, StoreError, StoredDocument, now_millis, rfc3339};
 use crate::tenants::TenantId;
 use crate::usage::UsageRecorder;
 use crate::vectors::{ChunkPoint, VectorStore};
@@ -262,6 +262,8 @@ pub struct Ingestor<'a> {
     pub chunking: ChunkingConfig,
     /// Where embedding tokens are counted.
     pub usage: &'a UsageRecorder,
+    /// The tenant's vector storage budget, in bytes.
+    pub vector_budget: u64,
 }
 
 impl Ingestor<'_> {
@@ -334,8 +336,23 @@ impl Ingestor<'_> {
         }
         let total_chunks = points.len();
 
+        // Refuse an ingest over the quota before storing anything; the
+        // transaction below checks again, atomically, against concurrent
+        // ingests.
+        let stored = self.db.storage_totals(tenant).await?.vector_bytes;
+        let replaced: i64 = previous.values().map(|(_, _, bytes)| bytes).sum();
+        let added: i64 = rows.iter().map(|r| r.vector_bytes).sum();
+        let after = stored.saturating_sub(replaced).saturating_add(added);
+        if u64::try_from(after).unwrap_or(0) > self.vector_budget {
+            return Err(over_quota(after, self.vector_budget));
+        }
+
         self.vectors.upsert(tenant, points).await?;
-        if let Err(e) = self.db.upsert_documents(tenant, &rows).await {
+        if let Err(e) = self
+            .db
+            .upsert_documents(tenant, &rows, self.vector_budget)
+            .await
+        {
             // Undo the new revisions; the previous ones were never touched.
             for row in &rows {
                 let count = u32::try_from(row.chunk_count).unwrap_or(u32::MAX);
@@ -347,10 +364,13 @@ impl Ingestor<'_> {
                     tracing::error!(error = %undo, document_id = %row.id, "could not undo vectors of a failed ingest");
                 }
             }
-            return Err(e.into());
+            return Err(match e {
+                StoreError::OverQuota { stored, budget } => over_quota(stored, budget),
+                e => e.into(),
+            });
         }
         let replaced_any = !previous.is_empty();
-        for (id, (revision, count)) in previous {
+        for (id, (revision, count, _)) in previous {
             let count = u32::try_from(count).unwrap_or(u32::MAX);
             if let Err(e) = self
                 .vectors
@@ -370,6 +390,12 @@ impl Ingestor<'_> {
             chunks: total_chunks,
         })
     }
+}
+
+fn over_quota(stored: i64, budget: u64) -> ServiceError {
+    ServiceError::OverQuota(format!(
+        "the ingest would store {stored} bytes of vectors and payload; the tier's vector_storage_bytes quota is {budget}; nothing was stored"
+    ))
 }
 
 /// Read one of the tenant's documents.

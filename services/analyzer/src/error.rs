@@ -15,6 +15,9 @@ pub enum ServiceError {
     /// The input is larger than allowed (413).
     #[error("{0}")]
     TooLarge(String),
+    /// Storing the input would pass one of the tenant's quotas (413).
+    #[error("{0}")]
+    OverQuota(String),
     /// The thing asked for does not exist for this caller (404).
     #[error("{0}")]
     NotFound(String),

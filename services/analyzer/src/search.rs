@@ -189,6 +189,8 @@ pub struct Retriever<'a> {
     pub ttl: Duration,
     /// Where embedding tokens are counted.
     pub usage: &'a UsageRecorder,
+    /// The tenant's query cache budget, in bytes.
+    pub cache_budget: u64,
 }
 
 /// The hits of a retrieval, and whether they came from the cache.
@@ -238,7 +240,7 @@ impl Retriever<'_> {
             let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
             if self
                 .cache
-                .put(tenant, &key, bytes.into(), self.ttl)
+                .put(tenant, &key, bytes.into(), self.ttl, self.cache_budget)
                 .await
                 .is_err()
             {
@@ -296,7 +298,10 @@ impl Retriever<'_> {
         // Stored before answering (bounded by the cache's short timeout), so
         // a result is cached once its response has been sent.
         if let Ok(bytes) = serde_json::to_vec(&hits)
-            && let Err(e) = self.cache.put(tenant, &key, bytes.into(), self.ttl).await
+            && let Err(e) = self
+                .cache
+                .put(tenant, &key, bytes.into(), self.ttl, self.cache_budget)
+                .await
         {
             self.stats.bypassed.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(error = %e, "cache store skipped");

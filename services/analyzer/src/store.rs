@@ -33,6 +33,15 @@ pub enum StoreError {
     /// A row held a value this version cannot read.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The write would take the tenant's stored vector bytes past its
+    /// budget; nothing was written.
+    #[error("vector storage quota: {stored} bytes stored after the write, {budget} allowed")]
+    OverQuota {
+        /// Bytes the tenant would store.
+        stored: i64,
+        /// The tier's budget.
+        budget: u64,
+    },
 }
 
 /// Which database engine is behind the pool.
@@ -160,6 +169,16 @@ impl Db {
         Ok(Self { pool, backend })
     }
 
+    /// A permit for one call of the tenant being served against its share
+    /// of the pool (see [`crate::limits::DbGate`]); bursting is allowed
+    /// while the pool has idle connections or room to open one.
+    async fn quota(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        crate::limits::db_permit(|| {
+            self.pool.num_idle() > 0 || self.pool.size() < self.pool.options().get_max_connections()
+        })
+        .await
+    }
+
     /// Apply pending migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await?;
@@ -261,6 +280,7 @@ impl Db {
         tenant: &TenantId,
         id: &str,
     ) -> Result<Option<StoredDocument>, StoreError> {
+        let _quota = self.quota().await;
         sqlx::query(
             "SELECT id, collection, revision, text, metadata, chunk_count, byte_size, \
              vector_bytes, created_at, updated_at FROM documents WHERE tenant_id = $1 AND id = $2",
@@ -273,39 +293,53 @@ impl Db {
         .transpose()
     }
 
-    /// The current `(revision, chunk_count)` of those of `ids` the tenant
-    /// already has.
+    /// The current `(revision, chunk_count, vector_bytes)` of those of
+    /// `ids` the tenant already has.
     pub async fn existing_revisions(
         &self,
         tenant: &TenantId,
         ids: &[String],
-    ) -> Result<HashMap<String, (String, i64)>, StoreError> {
+    ) -> Result<HashMap<String, (String, i64, i64)>, StoreError> {
+        let _quota = self.quota().await;
         let mut found = HashMap::new();
         // One query per id keeps the SQL portable (no array binds in SQLite);
         // batches are bounded by ANALYZER_MAX_BATCH_DOCUMENTS.
         for id in ids {
             let row = sqlx::query(
-                "SELECT revision, chunk_count FROM documents WHERE tenant_id = $1 AND id = $2",
+                "SELECT revision, chunk_count, vector_bytes FROM documents \
+                 WHERE tenant_id = $1 AND id = $2",
             )
             .bind(tenant.as_str())
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
             if let Some(row) = row {
-                found.insert(id.clone(), (row.try_get(0)?, row.try_get(1)?));
+                found.insert(
+                    id.clone(),
+                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?),
+                );
             }
         }
         Ok(found)
     }
 
     /// Insert or replace a batch of documents, all or nothing, and count the
-    /// ingest in the tenant's usage.
+    /// ingest in the tenant's usage. When the tenant would then store more
+    /// than `vector_budget` bytes of vectors and payload, nothing is written
+    /// ([`StoreError::OverQuota`]); the check holds across tasks, as the
+    /// tenant's row is locked first.
     pub async fn upsert_documents(
         &self,
         tenant: &TenantId,
         documents: &[StoredDocument],
+        vector_budget: u64,
     ) -> Result<(), StoreError> {
+        let _quota = self.quota().await;
         let mut tx = self.pool.begin().await?;
+        // Lock the tenant's row before reading its total (a row lock on
+        // PostgreSQL, the write lock on SQLite): concurrent ingests of one
+        // tenant on any task then see each other's bytes.
+        bump_generation(&mut tx, tenant).await?;
         let mut chunks = 0;
         for doc in documents {
             sqlx::query(
@@ -331,7 +365,14 @@ impl Db {
             .await?;
             chunks += doc.chunk_count;
         }
-        bump_generation(&mut tx, tenant).await?;
+        let stored = storage_totals(&mut tx, tenant).await?.vector_bytes;
+        if u64::try_from(stored).unwrap_or(0) > vector_budget {
+            tx.rollback().await?;
+            return Err(StoreError::OverQuota {
+                stored,
+                budget: vector_budget,
+            });
+        }
         let ingested = i64::try_from(documents.len()).unwrap_or(i64::MAX);
         for (metric, value) in [
             ("documents_ingested", ingested),
@@ -345,6 +386,7 @@ impl Db {
 
     /// Delete one document; `false` if the tenant has no such document.
     pub async fn delete_document(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError> {
+        let _quota = self.quota().await;
         let mut tx = self.pool.begin().await?;
         let result = sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.as_str())
@@ -359,6 +401,7 @@ impl Db {
     /// Mark the tenant's data as changed (after a change made outside a
     /// transaction of this store, such as removing replaced vectors).
     pub async fn bump_generation(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        let _quota = self.quota().await;
         let mut tx = self.pool.begin().await?;
         bump_generation(&mut tx, tenant).await?;
         tx.commit().await?;
@@ -372,6 +415,7 @@ impl Db {
         tenant: &TenantId,
         collection: &str,
     ) -> Result<SearchContext, StoreError> {
+        let _quota = self.quota().await;
         let row = sqlx::query(
             "SELECT data_generation, CAST(CASE WHEN EXISTS (SELECT 1 FROM documents \
              WHERE tenant_id = $1 AND collection = $2) THEN 1 ELSE 0 END AS BIGINT) \
@@ -395,21 +439,8 @@ impl Db {
 
     /// What a tenant has stored.
     pub async fn storage_totals(&self, tenant: &TenantId) -> Result<StorageTotals, StoreError> {
-        let row = sqlx::query(
-            "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(chunk_count), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(byte_size), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(vector_bytes), 0) AS BIGINT) \
-             FROM documents WHERE tenant_id = $1",
-        )
-        .bind(tenant.as_str())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(StorageTotals {
-            documents: row.try_get(0)?,
-            chunks: row.try_get(1)?,
-            text_bytes: row.try_get(2)?,
-            vector_bytes: row.try_get(3)?,
-        })
+        let _quota = self.quota().await;
+        storage_totals(&mut *self.pool.acquire().await?, tenant).await
     }
 
     // ---- usage ---------------------------------------------------------
@@ -433,6 +464,7 @@ impl Db {
 
     /// A tenant's usage counters.
     pub async fn usage(&self, tenant: &TenantId) -> Result<HashMap<String, i64>, StoreError> {
+        let _quota = self.quota().await;
         let rows = sqlx::query("SELECT metric, value FROM usage_counters WHERE tenant_id = $1")
             .bind(tenant.as_str())
             .fetch_all(&self.pool)
@@ -441,6 +473,29 @@ impl Db {
             .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?)))
             .collect()
     }
+}
+
+/// What the tenant stores, read on `conn` (a pooled connection, or a
+/// transaction that sees its own writes).
+async fn storage_totals(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &TenantId,
+) -> Result<StorageTotals, StoreError> {
+    let row = sqlx::query(
+        "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(chunk_count), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(byte_size), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(vector_bytes), 0) AS BIGINT) \
+         FROM documents WHERE tenant_id = $1",
+    )
+    .bind(tenant.as_str())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(StorageTotals {
+        documents: row.try_get(0)?,
+        chunks: row.try_get(1)?,
+        text_bytes: row.try_get(2)?,
+        vector_bytes: row.try_get(3)?,
+    })
 }
 
 async fn bump_generation(

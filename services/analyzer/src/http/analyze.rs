@@ -45,7 +45,10 @@ pub(super) async fn analyze(
         None,
         state.config.limits.max_top_k,
     )?;
-    let retrieved = state.retriever().retrieve(&tenant.id, &retrieval).await?;
+    let retrieved = state
+        .retriever(tenant.tier)
+        .retrieve(&tenant.id, &retrieval)
+        .await?;
     state.usage.add(&tenant.id, metrics::ANALYSES, 1);
     if !body.stream {
         let analysis = state

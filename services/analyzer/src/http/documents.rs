@@ -35,6 +35,7 @@ pub(super) async fn ingest(
         embedder: state.embedder.as_ref(),
         chunking: state.config.chunking,
         usage: &state.usage,
+        vector_budget: state.config.tier_limits(tenant.tier).vector_storage_bytes,
     };
     let response = ingestor.ingest(&tenant.id, valid).await?;
     Ok((StatusCode::CREATED, Json(response)))

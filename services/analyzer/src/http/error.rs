@@ -85,14 +85,28 @@ impl From<crate::tenants::TenantError> for ApiError {
     }
 }
 
-const RETRY_AFTER_SECONDS: &str = "5";
+/// `Retry-After` when the wait is not known (a dependency is down).
+pub(super) const RETRY_AFTER_SECONDS: &str = "5";
+
+/// Whole seconds for a header, rounded up.
+pub(super) fn whole_seconds(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// Set `Retry-After` to a known wait: whole seconds, rounded up, at least 1.
+pub(super) fn set_retry_after(headers: &mut axum::http::HeaderMap, after: std::time::Duration) {
+    headers.insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(whole_seconds(after).max(1)),
+    );
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         use ServiceError as S;
         let (status, detail, retry, bearer) = match &self {
             ApiError::Service(S::Invalid(m)) => (StatusCode::BAD_REQUEST, m.clone(), false, false),
-            ApiError::Service(S::TooLarge(m)) => {
+            ApiError::Service(S::TooLarge(m) | S::OverQuota(m)) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, m.clone(), false, false)
             }
             ApiError::Service(S::NotFound(m)) => (StatusCode::NOT_FOUND, m.clone(), false, false),
@@ -108,15 +122,12 @@ impl IntoResponse for ApiError {
             ApiError::Service(S::Vectors(crate::vectors::VectorError::CircuitOpen {
                 retry_after,
             })) => {
-                let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
                 let mut response = Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the vector store is unavailable; retry later",
                 )
                 .into_response_with_id("");
-                if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-                    response.headers_mut().insert(header::RETRY_AFTER, value);
-                }
+                set_retry_after(response.headers_mut(), *retry_after);
                 return response;
             }
             ApiError::Service(S::Vectors(e)) => {

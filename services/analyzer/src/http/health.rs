@@ -17,6 +17,7 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(super::prometheus::metrics))
 }
 
 /// `GET /health` body.
@@ -127,9 +128,10 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
     )
         .into_response();
     if !all_ok {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(super::error::RETRY_AFTER_SECONDS),
+        );
     }
     response
 }

@@ -8,7 +8,9 @@ mod documents;
 pub mod error;
 mod extract;
 mod health;
+mod limited;
 mod openapi;
+mod prometheus;
 mod search;
 mod usage;
 
@@ -65,6 +67,8 @@ pub struct AppInner {
     pub cache: Arc<dyn Cache>,
     /// Cache outcome counters.
     pub cache_stats: Arc<CacheStats>,
+    /// Per-tenant request limits.
+    pub limiter: Arc<crate::limits::Limiter>,
 }
 
 impl AppState {
@@ -73,8 +77,9 @@ impl AppState {
         Self(Arc::new(inner))
     }
 
-    /// A retriever over this state's stores, embedder and cache.
-    pub fn retriever(&self) -> Retriever<'_> {
+    /// A retriever over this state's stores, embedder and cache, for a
+    /// tenant of `tier` (its cache budget).
+    pub fn retriever(&self, tier: crate::tenants::Tier) -> Retriever<'_> {
         Retriever {
             db: &self.db,
             embedder: self.embedder.as_ref(),
@@ -83,6 +88,7 @@ impl AppState {
             stats: Arc::clone(&self.cache_stats),
             ttl: self.config.cache.ttl,
             usage: &self.usage,
+            cache_budget: self.config.tier_limits(tier).query_cache_bytes,
         }
     }
 }
@@ -283,14 +289,21 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         Ok(p) => p,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    if let Principal::Tenant(tenant) = &principal {
-        let span = tracing::Span::current();
-        span.record("tenant_id", tenant.id.as_str());
-        span.record("tier", tenant.tier.as_str());
-        state.usage.add(&tenant.id, metrics::API_CALLS, 1);
-    }
+    let tenant = match &principal {
+        Principal::Tenant(tenant) => {
+            let span = tracing::Span::current();
+            span.record("tenant_id", tenant.id.as_str());
+            span.record("tier", tenant.tier.as_str());
+            state.usage.add(&tenant.id, metrics::API_CALLS, 1);
+            Some(tenant.clone())
+        }
+        Principal::Admin => None,
+    };
     req.extensions_mut().insert(principal);
-    next.run(req).await
+    match tenant {
+        Some(tenant) => limited::enforce(&state, &tenant, req, next).await,
+        None => next.run(req).await,
+    }
 }
 
 fn bearer(req: &Request) -> Result<&str, AuthError> {

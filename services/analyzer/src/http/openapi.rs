@@ -15,6 +15,7 @@ use super::AppState;
     paths(
         super::health::health,
         super::health::ready,
+        super::prometheus::metrics,
         super::documents::ingest,
         super::documents::read,
         super::documents::remove,

@@ -34,7 +34,10 @@ pub(super) async fn search(
         body.filter,
         state.config.limits.max_top_k,
     )?;
-    let retrieved = state.retriever().retrieve(&tenant.id, &retrieval).await?;
+    let retrieved = state
+        .retriever(tenant.tier)
+        .retrieve(&tenant.id, &retrieval)
+        .await?;
     state.usage.add(&tenant.id, metrics::SEARCHES, 1);
     Ok(Json(SearchResponse {
         hits: retrieved.hits.into_iter().map(Hit::from).collect(),

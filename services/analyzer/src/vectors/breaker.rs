@@ -233,6 +233,10 @@ impl VectorStore for BreakerStore {
             self.breaker.state_name()
         )
     }
+
+    fn breaker_state(&self) -> Option<&'static str> {
+        Some(self.breaker.state_name())
+    }
 }
 
 #[cfg(test)]

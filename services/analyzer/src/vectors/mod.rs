@@ -159,6 +159,12 @@ pub trait VectorStore: Send + Sync {
 
     /// Which implementation this is (for `/ready`).
     fn backend(&self) -> String;
+
+    /// The circuit breaker's state (`closed`, `half_open`, `open`) when the
+    /// store is behind one.
+    fn breaker_state(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// The point id of a chunk: a UUIDv5 of tenant, document, revision and

@@ -5,7 +5,9 @@
 //! out each tenant's points together. The tenant filter is added here on
 //! every search and delete, exactly as in the embedded store; the payload
 //! layout is the same. The collection and its indexes are created on first
-//! start if missing, tolerating another task creating them at the same time.
+//! start if missing, tolerating another task creating them at the same time;
+//! when Qdrant is down at start, they are created by the first call that
+//! reaches it.
 
 use async_trait::async_trait;
 use qdrant_client::Qdrant;
@@ -37,6 +39,9 @@ pub struct QdrantConfig {
 pub struct QdrantStore {
     client: Qdrant,
     collection: String,
+    dimensions: usize,
+    /// Set once the collection and its indexes are known to exist.
+    ensured: tokio::sync::OnceCell<()>,
 }
 
 impl std::fmt::Debug for QdrantStore {
@@ -52,8 +57,9 @@ fn unavailable(e: impl std::fmt::Display) -> VectorError {
 }
 
 impl QdrantStore {
-    /// A client for the server; does not contact it (see [`Self::ensure_collection`]).
-    pub fn new(config: &QdrantConfig, model: &str) -> Result<Self, VectorError> {
+    /// A client for the server, for vectors of `dimensions`; does not
+    /// contact it (see [`Self::ensure_collection`]).
+    pub fn new(config: &QdrantConfig, model: &str, dimensions: usize) -> Result<Self, VectorError> {
         use secrecy::ExposeSecret as _;
         let mut builder = Qdrant::from_url(&config.url)
             .timeout(config.timeout)
@@ -70,12 +76,24 @@ impl QdrantStore {
         Ok(Self {
             client,
             collection: format!("analyzer_{slug}"),
+            dimensions,
+            ensured: tokio::sync::OnceCell::new(),
         })
     }
 
-    /// Create the collection and its payload indexes if missing. Safe when
-    /// several tasks start at once: "already exists" counts as success.
-    pub async fn ensure_collection(&self, dimensions: usize) -> Result<(), VectorError> {
+    /// Create the collection and its payload indexes if missing, once per
+    /// process: every call runs this first, so a Qdrant that was down at
+    /// start gets them from the first call that reaches it.
+    pub async fn ensure_collection(&self) -> Result<(), VectorError> {
+        self.ensured
+            .get_or_try_init(|| self.create_collection(self.dimensions))
+            .await
+            .map(|_| ())
+    }
+
+    /// Safe when several tasks start at once: "already exists" counts as
+    /// success, and so does creating an index that exists.
+    async fn create_collection(&self, dimensions: usize) -> Result<(), VectorError> {
         let exists = self
             .client
             .collection_exists(&self.collection)
@@ -132,6 +150,7 @@ impl VectorStore for QdrantStore {
         if points.is_empty() {
             return Ok(());
         }
+        self.ensure_collection().await?;
         let points: Vec<PointStruct> = points
             .iter()
             .map(|p| {
@@ -159,6 +178,7 @@ impl VectorStore for QdrantStore {
         if count == 0 {
             return Ok(());
         }
+        self.ensure_collection().await?;
         let ids = revision_point_ids(tenant, document_id, revision, count)
             .map(|id| id.to_string().into())
             .collect();
@@ -178,6 +198,7 @@ impl VectorStore for QdrantStore {
         tenant: &TenantId,
         document_id: &str,
     ) -> Result<(), VectorError> {
+        self.ensure_collection().await?;
         let filter = Self::filter(
             tenant,
             vec![Condition::matches(keys::DOCUMENT, document_id.to_owned())],
@@ -198,6 +219,7 @@ impl VectorStore for QdrantStore {
         tenant: &TenantId,
         query: SearchQuery,
     ) -> Result<Vec<ChunkHit>, VectorError> {
+        self.ensure_collection().await?;
         let mut conditions = vec![Condition::matches(
             keys::COLLECTION,
             query.collection.clone(),

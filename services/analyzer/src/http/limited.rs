@@ -1,0 +1,101 @@
+//! Enforcing the tenant's request limits around a request: a 429 problem
+//! naming the limit when over it, the `RateLimit-*` headers on every
+//! answer, and the in-flight slot held until the response body is done
+//! (a streamed analysis counts for as long as it streams).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use http_body::{Frame, SizeHint};
+
+use super::AppState;
+use super::error::{Problem, set_retry_after, whole_seconds};
+use crate::limits::{LimitKind, Permit, RateState, Refusal};
+use crate::tenants::{Tenant, Tier};
+
+/// Run `req` under the tenant's limits.
+pub(super) async fn enforce(
+    state: &AppState,
+    tenant: &Tenant,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match state.limiter.admit(&tenant.id, tenant.tier).await {
+        Ok((permit, rate)) => {
+            req.extensions_mut().insert(rate);
+            let gate = state.limiter.db_gate(&tenant.id, tenant.tier);
+            let response = crate::limits::with_db_gate(gate, next.run(req)).await;
+            let (mut parts, body) = response.into_parts();
+            rate_headers(&mut parts.headers, &rate);
+            Response::from_parts(
+                parts,
+                Body::new(Held {
+                    inner: body,
+                    _permit: permit,
+                }),
+            )
+        }
+        Err(refusal) => refused(tenant.tier, &refusal),
+    }
+}
+
+fn rate_headers(headers: &mut HeaderMap, rate: &RateState) {
+    for (name, value) in [
+        ("ratelimit-limit", u64::from(rate.limit)),
+        ("ratelimit-remaining", u64::from(rate.remaining)),
+        ("ratelimit-reset", whole_seconds(rate.reset)),
+    ] {
+        headers.insert(name, HeaderValue::from(value));
+    }
+}
+
+fn refused(tier: Tier, refusal: &Refusal) -> Response {
+    let retry = whole_seconds(refusal.retry_after).max(1);
+    let (limit, what) = match refusal.kind {
+        LimitKind::Rate => (refusal.state.limit, "requests per minute"),
+        LimitKind::Concurrency => (refusal.state.concurrency_limit, "concurrent requests"),
+    };
+    let detail = format!(
+        "over the {} tier's limit of {limit} {what} ({}); retry after {retry} s",
+        tier.as_str(),
+        refusal.kind.as_str()
+    );
+    let mut response =
+        Problem::new(StatusCode::TOO_MANY_REQUESTS, detail).into_response_with_id("");
+    let headers = response.headers_mut();
+    rate_headers(headers, &refusal.state);
+    set_retry_after(headers, refusal.retry_after);
+    response
+}
+
+/// A response body that holds the request's in-flight slot until it is
+/// finished or dropped.
+struct Held {
+    inner: Body,
+    _permit: Permit,
+}
+
+impl http_body::Body for Held {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,597 @@
+//! Per-tenant request limits that hold for the whole fleet: requests per
+//! minute and requests in flight, by tier.
+//!
+//! Both are one GCRA budget and one lease set per tenant. With Redis, every
+//! task checks and updates them in one atomic script on Redis's clock
+//! (`{tenant}:rate`, `{tenant}:inflight`: the hash tag keeps a tenant's keys
+//! in one cluster slot), so the fleet together admits no more than the
+//! tier's limits. Without Redis, or while it is unreachable, each process
+//! enforces them itself with `governor` (the engine of tower-governor) and
+//! its own in-flight counters: at the full limit when no Redis is
+//! configured, at `limit / ANALYZER_EXPECTED_TASKS` while a configured Redis
+//! is down, never unlimited and never refusing everyone.
+//!
+//! The rate budget allows a burst of the whole minute's limit and refills
+//! at `limit` per minute: the `limit + 1`th request in a burst is refused.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+use crate::cache::{CacheError, RedisCache, redis_error};
+use crate::config::TierLimits;
+use crate::tenants::{TenantId, Tier};
+
+/// The rate window the limits are stated in.
+const WINDOW: Duration = Duration::from_secs(60);
+
+/// Checks the rate budget and takes an in-flight lease in one step.
+/// KEYS: rate, inflight. ARGV: rate limit, window ms, concurrency cap,
+/// lease member, lease ms. Returns {admitted (1/0/-1 for over the
+/// concurrency cap), remaining, retry_after ms, reset ms, in flight}.
+const ADMIT_LUA: &str = r"
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local cap = tonumber(ARGV[3])
+local lease = tonumber(ARGV[5])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local inflight = redis.call('ZCARD', KEYS[2])
+local interval = window / limit
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+if inflight >= cap then
+  return {-1, math.floor((now + window - tat) / interval), 1000, math.ceil(tat - now), inflight}
+end
+local new_tat = tat + interval
+local allow_at = new_tat - window
+if now < allow_at then
+  return {0, 0, math.ceil(allow_at - now), math.ceil(tat - now), inflight}
+end
+redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now) + 1)
+redis.call('ZADD', KEYS[2], now + lease, ARGV[4])
+redis.call('PEXPIRE', KEYS[2], lease)
+return {1, math.floor((now + window - new_tat) / interval), 0, math.ceil(new_tat - now), inflight + 1}
+";
+
+/// Which limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    /// Requests per minute.
+    Rate,
+    /// Requests in flight.
+    Concurrency,
+}
+
+impl LimitKind {
+    /// `requests_per_minute` or `concurrent_requests`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rate => "requests_per_minute",
+            Self::Concurrency => "concurrent_requests",
+        }
+    }
+}
+
+/// The rate budget's state after a decision, for the `RateLimit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateState {
+    /// Requests per minute (the limit enforced, which is the share while
+    /// Redis is unreachable).
+    pub limit: u32,
+    /// Requests still allowed now.
+    pub remaining: u32,
+    /// Until the budget is whole again.
+    pub reset: Duration,
+    /// Requests of the tenant in flight, this one included when admitted.
+    pub in_flight: u32,
+    /// The concurrency cap enforced.
+    pub concurrency_limit: u32,
+}
+
+/// A refused request.
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal {
+    /// Which limit.
+    pub kind: LimitKind,
+    /// When to retry.
+    pub retry_after: Duration,
+    /// The budget at the time.
+    pub state: RateState,
+}
+
+/// An admitted request's hold on the tenant's concurrency; released when
+/// dropped (when the response body is finished).
+#[derive(Debug)]
+pub struct Permit {
+    counter: Arc<AtomicU32>,
+    lease: Option<(Arc<RedisCache>, String, String)>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::AcqRel);
+        if let Some((redis, key, member)) = self.lease.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                use fred::interfaces::SortedSetsInterface as _;
+                // A lease that cannot be removed expires by itself.
+                if let Ok(client) = redis.fast() {
+                    let _: Result<i64, _> = client.zrem(key, member).await;
+                }
+            });
+        }
+    }
+}
+
+type Keyed = DefaultKeyedRateLimiter<TenantId, StateInformationMiddleware>;
+
+/// One tier's limiter at one budget.
+struct Local {
+    rate: Keyed,
+    per_minute: u32,
+    concurrency: u32,
+}
+
+impl Local {
+    fn new(per_minute: u32, concurrency: u32) -> Self {
+        let per_minute = per_minute.max(1);
+        let burst = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        let interval = WINDOW / per_minute;
+        let quota = Quota::with_period(interval)
+            .unwrap_or_else(|| Quota::per_minute(burst))
+            .allow_burst(burst);
+        Self {
+            rate: DefaultKeyedRateLimiter::keyed(quota)
+                .with_middleware::<StateInformationMiddleware>(),
+            per_minute,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    fn reset_after(&self, remaining: u32) -> Duration {
+        WINDOW / self.per_minute * (self.per_minute - remaining.min(self.per_minute))
+    }
+}
+
+/// Counters of refusals and fallbacks (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct LimitStats {
+    /// Requests refused over the rate limit.
+    pub refused_rate: AtomicU64,
+    /// Requests refused over the concurrency cap.
+    pub refused_concurrency: AtomicU64,
+    /// Decisions taken locally because Redis was unreachable.
+    pub fallbacks: AtomicU64,
+}
+
+/// The limiter of one process.
+pub struct Limiter {
+    premium: TierLimits,
+    standard: TierLimits,
+    /// At the full limits: no Redis configured.
+    full: [Local; 2],
+    /// At the process's share: Redis configured but unreachable.
+    share: [Local; 2],
+    in_flight: Mutex<HashMap<TenantId, Arc<AtomicU32>>>,
+    db_gates: Mutex<HashMap<(TenantId, Tier), Arc<DbGate>>>,
+    redis: Option<Arc<RedisCache>>,
+    lease: Duration,
+    /// Refusal and fallback counters.
+    pub stats: LimitStats,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("redis", &self.redis.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A map's lock; a panic elsewhere while holding it leaves counts that are
+/// still usable.
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn tier_index(tier: Tier) -> usize {
+    match tier {
+        Tier::Premium => 0,
+        Tier::Standard => 1,
+    }
+}
+
+impl Limiter {
+    /// Limits of both tiers; with `redis`, shared by the fleet, with
+    /// `expected_tasks` setting each process's share while it is down.
+    /// `lease` bounds how long a crashed task's in-flight requests count.
+    pub fn new(
+        premium: TierLimits,
+        standard: TierLimits,
+        expected_tasks: u32,
+        redis: Option<Arc<RedisCache>>,
+        lease: Duration,
+    ) -> Self {
+        let tasks = expected_tasks.max(1);
+        let local = |l: &TierLimits, div: u32| {
+            Local::new(
+                l.requests_per_minute / div,
+                l.concurrent_requests.div_ceil(div),
+            )
+        };
+        Self {
+            premium,
+            standard,
+            full: [local(&premium, 1), local(&standard, 1)],
+            share: [local(&premium, tasks), local(&standard, tasks)],
+            in_flight: Mutex::default(),
+            db_gates: Mutex::default(),
+            redis,
+            lease,
+            stats: LimitStats::default(),
+        }
+    }
+
+    fn limits(&self, tier: Tier) -> &TierLimits {
+        match tier {
+            Tier::Premium => &self.premium,
+            Tier::Standard => &self.standard,
+        }
+    }
+
+    fn counter(&self, tenant: &TenantId) -> Arc<AtomicU32> {
+        let mut map = locked(&self.in_flight);
+        Arc::clone(map.entry(tenant.clone()).or_default())
+    }
+
+    /// The tenant's share of this task's database pool at `tier`.
+    pub fn db_gate(&self, tenant: &TenantId, tier: Tier) -> Arc<DbGate> {
+        let limits = self.limits(tier);
+        let mut gates = locked(&self.db_gates);
+        Arc::clone(gates.entry((tenant.clone(), tier)).or_insert_with(|| {
+            Arc::new(DbGate::new(
+                limits.db_connections,
+                limits.db_connections_burst,
+            ))
+        }))
+    }
+
+    /// Admit one request of `tenant` at `tier`, or refuse it.
+    pub async fn admit(
+        &self,
+        tenant: &TenantId,
+        tier: Tier,
+    ) -> Result<(Permit, RateState), Refusal> {
+        let counter = self.counter(tenant);
+        if let Some(redis) = &self.redis {
+            match self.admit_shared(redis, tenant, tier).await {
+                Ok(Ok((member, state))) => {
+                    counter.fetch_add(1, Ordering::AcqRel);
+                    let permit = Permit {
+                        counter,
+                        lease: Some((Arc::clone(redis), inflight_key(tenant), member)),
+                    };
+                    return Ok((permit, state));
+                }
+                Ok(Err(refusal)) => return Err(self.count(refusal)),
+                Err(e) => {
+                    self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, "limits: Redis unreachable; enforcing this task's share");
+                    return self
+                        .admit_local(&self.share[tier_index(tier)], tenant, counter)
+                        .map_err(|r| self.count(r));
+                }
+            }
+        }
+        self.admit_local(&self.full[tier_index(tier)], tenant, counter)
+            .map_err(|r| self.count(r))
+    }
+
+    fn count(&self, refusal: Refusal) -> Refusal {
+        let counter = match refusal.kind {
+            LimitKind::Rate => &self.stats.refused_rate,
+            LimitKind::Concurrency => &self.stats.refused_concurrency,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        refusal
+    }
+
+    fn admit_local(
+        &self,
+        local: &Local,
+        tenant: &TenantId,
+        counter: Arc<AtomicU32>,
+    ) -> Result<(Permit, RateState), Refusal> {
+        // Take the concurrency slot first, so a refused rate check does not
+        // need to give anything back but the slot.
+        let in_flight = counter.fetch_add(1, Ordering::AcqRel) + 1;
+        let permit = Permit {
+            counter,
+            lease: None,
+        };
+        let mut state = RateState {
+            limit: local.per_minute,
+            remaining: 0,
+            reset: Duration::ZERO,
+            in_flight,
+            concurrency_limit: local.concurrency,
+        };
+        if in_flight > local.concurrency {
+            state.in_flight -= 1;
+            return Err(Refusal {
+                kind: LimitKind::Concurrency,
+                retry_after: Duration::from_secs(1),
+                state,
+            });
+        }
+        match local.rate.check_key(tenant) {
+            Ok(snapshot) => {
+                state.remaining = snapshot.remaining_burst_capacity();
+                state.reset = local.reset_after(state.remaining);
+                Ok((permit, state))
+            }
+            Err(not_until) => {
+                state.in_flight -= 1;
+                state.reset = local.reset_after(0);
+                Err(Refusal {
+                    kind: LimitKind::Rate,
+                    retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+                    state,
+                })
+            }
+        }
+    }
+
+    async fn admit_shared(
+        &self,
+        redis: &RedisCache,
+        tenant: &TenantId,
+        tier: Tier,
+    ) -> Result<Result<(String, RateState), Refusal>, CacheError> {
+        use fred::interfaces::LuaInterface as _;
+        let client = redis.fast()?;
+        let limits = self.limits(tier);
+        let member = uuid::Uuid::new_v4().to_string();
+        let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
+        let reply: Vec<i64> = client
+            .eval(
+                ADMIT_LUA,
+                vec![rate_key(tenant), inflight_key(tenant)],
+                vec![
+                    limits.requests_per_minute.to_string(),
+                    WINDOW.as_millis().to_string(),
+                    limits.concurrent_requests.to_string(),
+                    member.clone(),
+                    lease_ms.to_string(),
+                ],
+            )
+            .await
+            .map_err(redis_error)?;
+        let [admitted, remaining, retry_ms, reset_ms, in_flight] = reply[..] else {
+            return Err(CacheError("unexpected reply from the limits script".into()));
+        };
+        let millis = |v: i64| Duration::from_millis(u64::try_from(v).unwrap_or(0));
+        let state = RateState {
+            limit: limits.requests_per_minute,
+            remaining: u32::try_from(remaining).unwrap_or(0),
+            reset: millis(reset_ms),
+            in_flight: u32::try_from(in_flight).unwrap_or(0),
+            concurrency_limit: limits.concurrent_requests,
+        };
+        Ok(match admitted {
+            1 => Ok((member, state)),
+            0 => Err(Refusal {
+                kind: LimitKind::Rate,
+                retry_after: millis(retry_ms),
+                state,
+            }),
+            _ => Err(Refusal {
+                kind: LimitKind::Concurrency,
+                retry_after: millis(retry_ms),
+                state,
+            }),
+        })
+    }
+
+    /// Forget idle tenants' local state (call now and then).
+    pub fn housekeep(&self) {
+        for local in self.full.iter().chain(&self.share) {
+            local.rate.retain_recent();
+        }
+        let mut map = locked(&self.in_flight);
+        map.retain(|_, c| c.load(Ordering::Acquire) > 0 || Arc::strong_count(c) > 1);
+        drop(map);
+        let mut gates = locked(&self.db_gates);
+        gates.retain(|_, g| g.in_use() > 0 || Arc::strong_count(g) > 1);
+    }
+}
+
+/// A tenant's share of this task's database pool: `db_connections`
+/// connections at any time, and up to `db_connections_burst` more while the
+/// pool has spare ones. A tenant's database calls beyond that wait for its
+/// own connections to come back, so a tenant flooding the service cannot
+/// take the pool from the others.
+#[derive(Debug)]
+pub struct DbGate {
+    base: Arc<tokio::sync::Semaphore>,
+    burst: Arc<tokio::sync::Semaphore>,
+    size: u32,
+}
+
+impl DbGate {
+    /// A gate of `base` connections plus `burst`.
+    pub fn new(base: u32, burst: u32) -> Self {
+        let permits = |n: u32| Arc::new(tokio::sync::Semaphore::new(n as usize));
+        Self {
+            base: permits(base.max(1)),
+            burst: permits(burst),
+            size: base.max(1) + burst,
+        }
+    }
+
+    /// Take one connection's permit; a burst one only when `spare` says
+    /// the pool has connections to spare now.
+    pub async fn acquire(
+        &self,
+        spare: impl FnOnce() -> bool,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if let Ok(permit) = Arc::clone(&self.base).try_acquire_owned() {
+            return Some(permit);
+        }
+        if spare()
+            && let Ok(permit) = Arc::clone(&self.burst).try_acquire_owned()
+        {
+            return Some(permit);
+        }
+        Arc::clone(&self.base).acquire_owned().await.ok()
+    }
+
+    /// Connections the tenant may hold at most.
+    pub fn limit(&self) -> u32 {
+        self.size
+    }
+
+    /// Connections the tenant holds now.
+    pub fn in_use(&self) -> u32 {
+        let available = self.base.available_permits() + self.burst.available_permits();
+        self.size
+            .saturating_sub(u32::try_from(available).unwrap_or(u32::MAX))
+    }
+}
+
+tokio::task_local! {
+    /// The gate of the tenant whose request this task is serving.
+    static DB_GATE: Arc<DbGate>;
+}
+
+/// Run `f` with database calls counted against `gate`.
+pub async fn with_db_gate<F: Future>(gate: Arc<DbGate>, f: F) -> F::Output {
+    DB_GATE.scope(gate, f).await
+}
+
+/// A permit for one database call of the tenant being served, if any (none
+/// for admin calls, the CLI and background work).
+pub async fn db_permit(spare: impl FnOnce() -> bool) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let gate = DB_GATE.try_with(Arc::clone).ok()?;
+    gate.acquire(spare).await
+}
+
+fn rate_key(tenant: &TenantId) -> String {
+    format!("{{{}}}:rate", tenant.as_str())
+}
+
+fn inflight_key(tenant: &TenantId) -> String {
+    format!("{{{}}}:inflight", tenant.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(tasks: u32) -> Limiter {
+        let mut standard = TierLimits::defaults(Tier::Standard);
+        standard.requests_per_minute = 10;
+        standard.concurrent_requests = 2;
+        Limiter::new(
+            TierLimits::defaults(Tier::Premium),
+            standard,
+            tasks,
+            None,
+            Duration::from_secs(60),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_request_after_the_burst_is_refused_with_a_retry_time() {
+        let limits = limiter(1);
+        let a = TenantId::generate();
+        for i in 0..10 {
+            let (_, state) = limits.admit(&a, Tier::Standard).await.expect("within");
+            assert_eq!(state.remaining, 9 - i);
+        }
+        let refused = limits.admit(&a, Tier::Standard).await.expect_err("11th");
+        assert_eq!(refused.kind, LimitKind::Rate);
+        assert!(refused.retry_after > Duration::from_secs(5));
+        assert!(refused.retry_after <= Duration::from_secs(6));
+        // Another tenant and another tier have their own budgets.
+        assert!(
+            limits
+                .admit(&TenantId::generate(), Tier::Standard)
+                .await
+                .is_ok()
+        );
+        assert!(limits.admit(&a, Tier::Premium).await.is_ok());
+        assert_eq!(limits.stats.refused_rate.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn the_concurrency_cap_refuses_at_once_and_frees_on_drop() {
+        let limits = limiter(1);
+        let a = TenantId::generate();
+        let (first, _) = limits.admit(&a, Tier::Standard).await.expect("1");
+        let (_second, state) = limits.admit(&a, Tier::Standard).await.expect("2");
+        assert_eq!(state.in_flight, 2);
+        let refused = limits.admit(&a, Tier::Standard).await.expect_err("3");
+        assert_eq!(refused.kind, LimitKind::Concurrency);
+        drop(first);
+        assert!(limits.admit(&a, Tier::Standard).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_tenant_holds_its_connections_and_bursts_only_into_spare_ones() {
+        let gate = DbGate::new(2, 1);
+        let a = gate.acquire(|| false).await.expect("1");
+        let _b = gate.acquire(|| false).await.expect("2");
+        assert_eq!(gate.in_use(), 2);
+        // No spare connections in the pool: the third call waits.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), gate.acquire(|| false)).await;
+        assert!(
+            waiting.is_err(),
+            "took a burst connection the pool did not have"
+        );
+        // Spare ones: it bursts, but no further.
+        let _c = gate.acquire(|| true).await.expect("burst");
+        assert_eq!(gate.in_use(), 3);
+        let waiting = tokio::time::timeout(Duration::from_millis(50), gate.acquire(|| true)).await;
+        assert!(waiting.is_err(), "passed base plus burst");
+        // A returned connection lets the next call through.
+        drop(a);
+        assert!(gate.acquire(|| false).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn database_calls_are_gated_only_inside_a_tenant_scope() {
+        let limits = limiter(1);
+        let tenant = TenantId::generate();
+        assert!(db_permit(|| true).await.is_none(), "no tenant, no gate");
+        let gate = limits.db_gate(&tenant, Tier::Standard);
+        assert_eq!(gate.limit(), 2 + 5);
+        let held = with_db_gate(Arc::clone(&gate), async { db_permit(|| true).await }).await;
+        assert!(held.is_some());
+        assert_eq!(gate.in_use(), 1);
+        // Another tenant's gate is its own.
+        let other = limits.db_gate(&TenantId::generate(), Tier::Standard);
+        assert_eq!(other.in_use(), 0);
+    }
+
+    #[test]
+    fn the_share_divides_the_limits_and_never_reaches_zero() {
+        let limits = limiter(3);
+        assert_eq!(limits.share[1].per_minute, 3);
+        assert_eq!(limits.share[1].concurrency, 1);
+        let tiny = limiter(50);
+        assert_eq!(tiny.share[1].per_minute, 1);
+        assert_eq!(tiny.share[1].concurrency, 1);
+    }
+}
