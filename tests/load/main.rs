@@ -1,0 +1,566 @@
+//! The load harness. `cargo bench -p analyzer-tests --bench load` builds the
+//! service in release mode, starts it (embedded defaults, or the real
+//! backends named by `DATABASE_URL`, `REDIS_URL`, `QDRANT_URL`,
+//! `OPENAI_BASE_URL` in the harness's environment), seeds tenants and a
+//! corpus through the public API, runs the scenarios and prints one
+//! Markdown table for BENCHMARKS.md. `-- --help` lists the options.
+
+mod corpus;
+mod drive;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use analyzer_tests::{Options, TestServer};
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use serde_json::json;
+
+use corpus::Rng;
+use drive::{Call, Outcome, Pace, Plan};
+
+#[derive(Parser)]
+#[command(about = "Load benchmark of the analyzer service")]
+struct Args {
+    /// Scenarios to run (all when none is given).
+    #[arg(long = "scenario", value_enum)]
+    scenarios: Vec<Scenario>,
+    /// Concurrent connections of the throughput scenarios.
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// Measured seconds per scenario.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Unmeasured seconds before each measurement.
+    #[arg(long, default_value_t = 3)]
+    warmup_seconds: u64,
+    /// Chunks in the corpus of the uncached-search scenario.
+    #[arg(long, default_value_t = 100_000)]
+    chunks: usize,
+    /// Chunks in each corpus of the noisy-neighbour scenario.
+    #[arg(long, default_value_t = 20_000)]
+    neighbour_chunks: usize,
+    /// Requests per second of the quiet premium tenant (open loop).
+    #[arg(long, default_value_t = 200)]
+    quiet_rate: u32,
+    /// Connections of the flooding standard tenant: its tier's concurrency
+    /// cap by default, so it floods at the cap; more adds 429s.
+    #[arg(long, default_value_t = 20)]
+    flood_connections: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+enum Scenario {
+    CachedSearch,
+    UncachedSearch,
+    Ingest,
+    Analyze,
+    Mix,
+    NoisyNeighbour,
+}
+
+/// One line of the report.
+struct Row {
+    name: String,
+    connections: usize,
+    outcome: Outcome,
+    peak_rss_mib: f64,
+}
+
+/// The analyzer under load and what the harness knows of it.
+struct Target {
+    server: TestServer,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+/// Variables passed through from the harness's environment: they switch
+/// the server to the real backends.
+const BACKENDS: [&str; 10] = [
+    "REDIS_URL",
+    "QDRANT_URL",
+    "QDRANT_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_API_KEY",
+    "EMBEDDING_MODEL",
+    "EMBEDDING_DIMENSIONS",
+    "CHAT_MODEL",
+    "ANALYZER_CACHE_MAX_BYTES",
+    "ANALYZER_DB_MAX_CONNECTIONS",
+];
+
+impl Target {
+    /// Start the analyzer with `limits` (tier variables) on top of the
+    /// backends from the environment. Access logs are off: at thousands of
+    /// requests a second they would measure the harness's log reader.
+    async fn start(limits: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let database_url = std::env::var("DATABASE_URL").ok();
+        let mut env: Vec<(String, String)> = BACKENDS
+            .iter()
+            .filter_map(|name| Some(((*name).to_owned(), std::env::var(name).ok()?)))
+            .collect();
+        env.push((
+            "RUST_LOG".to_owned(),
+            "info,tower_http=warn,sqlx=warn".to_owned(),
+        ));
+        env.extend(
+            limits
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let server = TestServer::start(
+            dir.path(),
+            database_url.as_deref(),
+            Options {
+                env,
+                no_secret: false,
+            },
+        )
+        .await?;
+        let addr = server
+            .base
+            .trim_start_matches("http://")
+            .parse()
+            .context("server address")?;
+        Ok(Self {
+            server,
+            addr,
+            _dir: dir,
+        })
+    }
+
+    /// Forget the peak resident memory so far (Linux `clear_refs`).
+    fn reset_peak(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.server.pid()), "5");
+    }
+
+    /// Peak resident memory since the last reset, MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.server.pid()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+
+    /// A tenant of `tier` and its token.
+    async fn tenant(&self, name: &str, tier: &str) -> (String, Arc<str>) {
+        let (id, token) = self.server.tenant(name, tier).await;
+        (id, Arc::from(token))
+    }
+
+    /// Ingest about `chunks` chunks of synthetic text for `token`.
+    async fn seed(&self, token: &str, prefix: &str, chunks: usize) -> anyhow::Result<usize> {
+        const DOCS: usize = 100;
+        const CHARS: usize = 3_000;
+        let mut rng = Rng::new(prefix.len() as u64 * 7919 + chunks as u64);
+        let (mut stored, mut first) = (0usize, 0usize);
+        let began = Instant::now();
+        while stored < chunks {
+            let body = corpus::batch(&mut rng, prefix, first, DOCS, CHARS);
+            let (status, answer) = self.server.post("/v1/documents", token, &body).await;
+            if status != 201 && status != 200 {
+                bail!("seeding {prefix}: {status} {answer}");
+            }
+            stored += answer["chunks"].as_u64().unwrap_or(0) as usize;
+            first += DOCS;
+        }
+        eprintln!(
+            "seeded {prefix}: {stored} chunks in {} documents, {:.1} s",
+            first,
+            began.elapsed().as_secs_f64()
+        );
+        Ok(stored)
+    }
+}
+
+fn post(path: &'static str, token: &Arc<str>, body: serde_json::Value) -> Call {
+    Call {
+        method: hyper::Method::POST,
+        path,
+        token: Arc::clone(token),
+        body: Bytes::from(body.to_string()),
+    }
+}
+
+/// Limits far above the load, for the throughput scenarios: they measure
+/// the service's capacity, not a tenant's quota (the noisy-neighbour
+/// scenario keeps the tiers' concurrency caps).
+const OPEN_LIMITS: [(&str, &str); 8] = [
+    ("ANALYZER_TIER_PREMIUM_REQUESTS_PER_MINUTE", "100000000"),
+    ("ANALYZER_TIER_PREMIUM_CONCURRENT_REQUESTS", "100000"),
+    ("ANALYZER_TIER_STANDARD_REQUESTS_PER_MINUTE", "100000000"),
+    ("ANALYZER_TIER_STANDARD_CONCURRENT_REQUESTS", "100000"),
+    ("ANALYZER_TIER_PREMIUM_VECTOR_STORAGE_BYTES", "107374182400"),
+    (
+        "ANALYZER_TIER_STANDARD_VECTOR_STORAGE_BYTES",
+        "107374182400",
+    ),
+    ("ANALYZER_TIER_PREMIUM_DB_CONNECTIONS", "16"),
+    ("ANALYZER_TIER_STANDARD_DB_CONNECTIONS", "16"),
+];
+
+struct Bench {
+    args: Args,
+    window: (Duration, Duration),
+    rows: Vec<Row>,
+}
+
+impl Bench {
+    async fn measure(&mut self, target: &Target, name: &str, connections: usize, plan: Plan) {
+        target.reset_peak();
+        let outcome = drive::run(target.addr, connections, Pace::Closed, self.window, plan).await;
+        self.record(target, name, connections, outcome);
+    }
+
+    fn record(&mut self, target: &Target, name: &str, connections: usize, outcome: Outcome) {
+        let mut row = Row {
+            name: name.to_owned(),
+            connections,
+            peak_rss_mib: target.peak_rss_mib(),
+            outcome,
+        };
+        eprintln!("{}", line(&mut row));
+        self.rows.push(row);
+    }
+
+    async fn cached_search(&mut self, target: &Target) -> anyhow::Result<()> {
+        let (_, token) = target.tenant("cached", "premium").await;
+        target.seed(&token, "cached", 2_000).await?;
+        let mut rng = Rng::new(1);
+        let queries: Arc<Vec<Bytes>> = Arc::new(
+            (0..64)
+                .map(|_| {
+                    Bytes::from(
+                        json!({"query": corpus::query(&mut rng, None), "top_k": 5}).to_string(),
+                    )
+                })
+                .collect(),
+        );
+        for q in queries.iter() {
+            let body: serde_json::Value = serde_json::from_slice(q)?;
+            target.server.post("/v1/search", &token, &body).await;
+        }
+        let plan: Plan = Arc::new(move |conn, n| Call {
+            method: hyper::Method::POST,
+            path: "/v1/search",
+            token: Arc::clone(&token),
+            body: queries[(conn + n as usize) % queries.len()].clone(),
+        });
+        self.measure(target, "cached search", self.args.connections, plan)
+            .await;
+        Ok(())
+    }
+
+    async fn uncached_search(&mut self, target: &Target) -> anyhow::Result<()> {
+        let (_, token) = target.tenant("uncached", "premium").await;
+        let chunks = target.seed(&token, "uncached", self.args.chunks).await?;
+        let plan: Plan = Arc::new(move |conn, n| {
+            let mut rng = Rng::new((conn as u64) << 32 | n);
+            let unique = format!("u{conn}x{n}");
+            post(
+                "/v1/search",
+                &token,
+                json!({"query": corpus::query(&mut rng, Some(&unique)), "top_k": 5}),
+            )
+        });
+        let name = format!("uncached search ({chunks} chunks)");
+        self.measure(target, &name, self.args.connections, plan)
+            .await;
+        Ok(())
+    }
+
+    async fn ingest(&mut self, target: &Target) -> anyhow::Result<()> {
+        let (_, token) = target.tenant("ingest", "premium").await;
+        let plan: Plan = Arc::new(move |conn, n| {
+            let mut rng = Rng::new((conn as u64) << 32 | n);
+            post(
+                "/v1/documents",
+                &token,
+                corpus::batch(&mut rng, &format!("c{conn}n{n}"), 0, 1, 1_500),
+            )
+        });
+        self.measure(
+            target,
+            "ingest (1 document, ~2 chunks)",
+            self.args.connections,
+            plan,
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn analyze(&mut self, target: &Target) -> anyhow::Result<()> {
+        let (_, token) = target.tenant("analyze", "premium").await;
+        target.seed(&token, "analyze", 10_000).await?;
+        let plan: Plan = Arc::new(move |conn, n| {
+            let mut rng = Rng::new((conn as u64) << 32 | n);
+            let unique = format!("a{conn}x{n}");
+            post(
+                "/v1/analyze",
+                &token,
+                json!({"question": corpus::query(&mut rng, Some(&unique))}),
+            )
+        });
+        self.measure(
+            target,
+            "analyze, extractive (10k chunks)",
+            self.args.connections,
+            plan,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// 20 tenants, 10 per tier, each connection one tenant's: 70% searches
+    /// from a small set of popular queries, 20% new searches, 5% analyses,
+    /// 5% ingests of one document.
+    async fn mix(&mut self, target: &Target) -> anyhow::Result<()> {
+        let mut tokens = Vec::new();
+        for i in 0..20 {
+            let tier = if i % 2 == 0 { "premium" } else { "standard" };
+            let (_, token) = target.tenant(&format!("mix-{i}"), tier).await;
+            target.seed(&token, &format!("mix{i}"), 1_000).await?;
+            tokens.push(token);
+        }
+        let tokens = Arc::new(tokens);
+        let plan: Plan = Arc::new(move |conn, n| {
+            let token = &tokens[conn % tokens.len()];
+            let mut rng = Rng::new((conn as u64) << 32 | n);
+            match rng.below(100) {
+                0..70 => {
+                    let mut popular = Rng::new(rng.below(16) as u64);
+                    post(
+                        "/v1/search",
+                        token,
+                        json!({"query": corpus::query(&mut popular, None), "top_k": 5}),
+                    )
+                }
+                70..90 => post(
+                    "/v1/search",
+                    token,
+                    json!({"query": corpus::query(&mut rng, Some(&format!("m{conn}x{n}"))), "top_k": 5}),
+                ),
+                90..95 => post(
+                    "/v1/analyze",
+                    token,
+                    json!({"question": corpus::query(&mut rng, Some(&format!("m{conn}x{n}")))}),
+                ),
+                _ => post(
+                    "/v1/documents",
+                    token,
+                    corpus::batch(&mut rng, &format!("m{conn}n{n}"), 0, 1, 1_500),
+                ),
+            }
+        });
+        self.measure(
+            target,
+            "mix, 20 tenants of both tiers",
+            self.args.connections,
+            plan,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// A premium tenant at a steady rate, alone and then while a standard
+    /// tenant floods the service at its concurrency cap: the premium
+    /// tenant's p99 must not rise by more than 20%.
+    async fn noisy_neighbour(&mut self) -> anyhow::Result<()> {
+        // Only the concurrency caps bind: the flood is not cut short by
+        // the standard tier's requests per minute.
+        let target = Target::start(&[
+            ("ANALYZER_TIER_PREMIUM_REQUESTS_PER_MINUTE", "100000000"),
+            ("ANALYZER_TIER_STANDARD_REQUESTS_PER_MINUTE", "100000000"),
+        ])
+        .await?;
+        let (_, quiet) = target.tenant("quiet", "premium").await;
+        let (_, noisy) = target.tenant("noisy", "standard").await;
+        let chunks = self.args.neighbour_chunks;
+        target.seed(&quiet, "quiet", chunks).await?;
+        target.seed(&noisy, "noisy", chunks).await?;
+
+        let searches = |token: Arc<str>, tag: &'static str| -> Plan {
+            Arc::new(move |conn, n| {
+                let mut rng = Rng::new((conn as u64) << 32 | n);
+                let unique = format!("{tag}{conn}x{n}");
+                post(
+                    "/v1/search",
+                    &token,
+                    json!({"query": corpus::query(&mut rng, Some(&unique)), "top_k": 5}),
+                )
+            })
+        };
+        let quiet_connections = 20usize;
+        let interval = Duration::from_secs_f64(
+            quiet_connections as f64 / f64::from(self.args.quiet_rate.max(1)),
+        );
+        let window = self.window;
+        let quiet_run = || {
+            drive::run(
+                target.addr,
+                quiet_connections,
+                Pace::Every(interval),
+                window,
+                searches(Arc::clone(&quiet), "q"),
+            )
+        };
+
+        target.reset_peak();
+        let alone = quiet_run().await;
+        self.record(
+            &target,
+            "premium alone (open loop)",
+            quiet_connections,
+            alone,
+        );
+
+        target.reset_peak();
+        let flood = drive::run(
+            target.addr,
+            self.args.flood_connections,
+            Pace::Closed,
+            window,
+            searches(Arc::clone(&noisy), "n"),
+        );
+        let (beside, flood) = tokio::join!(quiet_run(), flood);
+        self.record(
+            &target,
+            "premium beside the flood",
+            quiet_connections,
+            beside,
+        );
+        self.record(
+            &target,
+            "standard tenant flooding at its cap",
+            self.args.flood_connections,
+            flood,
+        );
+        Ok(())
+    }
+}
+
+fn line(row: &mut Row) -> String {
+    let o = &mut row.outcome;
+    let errors = if o.errors() == 0 {
+        "0".to_owned()
+    } else {
+        let by_status: Vec<String> = o
+            .statuses
+            .iter()
+            .filter(|(s, _)| !(200..300).contains(*s))
+            .map(|(s, n)| format!("{n}×{s}"))
+            .chain((o.failures > 0).then(|| format!("{}×no answer", o.failures)))
+            .collect();
+        format!("{} ({})", o.errors(), by_status.join(", "))
+    };
+    format!(
+        "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.0} |",
+        row.name,
+        row.connections,
+        o.rate(),
+        o.quantile_ms(0.50),
+        o.quantile_ms(0.95),
+        o.quantile_ms(0.99),
+        errors,
+        row.peak_rss_mib,
+    )
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    format!("{cores} cores ({cpu}), {mem:.0} GiB")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; it means nothing here.
+    let argv = std::env::args().filter(|a| a != "--bench");
+    let args = Args::parse_from(argv);
+    let scenarios = if args.scenarios.is_empty() {
+        Scenario::value_variants().to_vec()
+    } else {
+        args.scenarios.clone()
+    };
+    let window = (
+        Duration::from_secs(args.warmup_seconds),
+        Duration::from_secs(args.seconds),
+    );
+    let mut bench = Bench {
+        args,
+        window,
+        rows: Vec::new(),
+    };
+    let throughput = scenarios.iter().any(|s| *s != Scenario::NoisyNeighbour);
+    if throughput {
+        let target = Target::start(&OPEN_LIMITS).await?;
+        for scenario in &scenarios {
+            match scenario {
+                Scenario::CachedSearch => bench.cached_search(&target).await?,
+                Scenario::UncachedSearch => bench.uncached_search(&target).await?,
+                Scenario::Ingest => bench.ingest(&target).await?,
+                Scenario::Analyze => bench.analyze(&target).await?,
+                Scenario::Mix => bench.mix(&target).await?,
+                Scenario::NoisyNeighbour => {}
+            }
+        }
+    }
+    if scenarios.contains(&Scenario::NoisyNeighbour) {
+        bench.noisy_neighbour().await?;
+    }
+
+    println!("\nmachine: {}", machine());
+    println!(
+        "window: {} s measured after {} s warm-up per scenario\n",
+        window.1.as_secs(),
+        window.0.as_secs()
+    );
+    println!(
+        "| scenario | connections | requests/s | p50 ms | p95 ms | p99 ms | errors | server peak RSS MiB |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for row in &mut bench.rows {
+        println!("{}", line(row));
+    }
+    let p99 = |name: &str, rows: &mut [Row]| {
+        rows.iter_mut()
+            .find(|r| r.name == name)
+            .map(|r| r.outcome.quantile_ms(0.99))
+    };
+    if let (Some(alone), Some(beside)) = (
+        p99("premium alone (open loop)", &mut bench.rows),
+        p99("premium beside the flood", &mut bench.rows),
+    ) {
+        let rise = (beside / alone - 1.0) * 100.0;
+        println!(
+            "\nnoisy neighbour: premium p99 {alone:.2} ms alone, {beside:.2} ms beside the flood: {rise:+.1}% ({})",
+            if rise <= 20.0 {
+                "within 20%"
+            } else {
+                "MORE THAN 20%"
+            }
+        );
+    }
+    Ok(())
+}
