@@ -30,6 +30,12 @@ struct Args {
     /// Concurrent connections of the throughput scenarios.
     #[arg(long, default_value_t = 1000)]
     connections: usize,
+    /// Offered load of the throughput scenarios, requests/s over all
+    /// connections (open loop: latency counts from when each call was
+    /// due). 0: closed loop, each connection as fast as it is answered,
+    /// which finds the maximum throughput.
+    #[arg(long, default_value_t = 0)]
+    rate: u32,
     /// Measured seconds per scenario.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
@@ -213,9 +219,18 @@ struct Bench {
 
 impl Bench {
     async fn measure(&mut self, target: &Target, name: &str, connections: usize, plan: Plan) {
+        let (pace, name) = match self.args.rate {
+            0 => (Pace::Closed, name.to_owned()),
+            rate => (
+                Pace::Every(Duration::from_secs_f64(
+                    connections as f64 / f64::from(rate),
+                )),
+                format!("{name}, {rate}/s offered"),
+            ),
+        };
         target.reset_peak();
-        let outcome = drive::run(target.addr, connections, Pace::Closed, self.window, plan).await;
-        self.record(target, name, connections, outcome);
+        let outcome = drive::run(target.addr, connections, pace, self.window, plan).await;
+        self.record(target, &name, connections, outcome);
     }
 
     fn record(&mut self, target: &Target, name: &str, connections: usize, outcome: Outcome) {

@@ -15,6 +15,7 @@ pub mod documents;
 pub mod embed;
 pub mod error;
 pub mod http;
+pub mod lanes;
 pub mod limits;
 pub mod openai;
 pub mod search;

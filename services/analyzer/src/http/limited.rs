@@ -15,7 +15,8 @@ use http_body::{Frame, SizeHint};
 
 use super::AppState;
 use super::error::{Problem, set_retry_after, whole_seconds};
-use crate::limits::{LimitKind, Permit, RateState, Refusal};
+use crate::lanes::{Seat, seated};
+use crate::limits::{LimitKind, Permit, RateState, Refusal, with_db_gate};
 use crate::tenants::{Tenant, Tier};
 
 /// Run `req` under the tenant's limits.
@@ -29,7 +30,11 @@ pub(super) async fn enforce(
         Ok((permit, rate)) => {
             req.extensions_mut().insert(rate);
             let gate = state.limiter.db_gate(&tenant.id, tenant.tier);
-            let response = crate::limits::with_db_gate(gate, next.run(req)).await;
+            let seat = Seat {
+                tenant: tenant.id.clone(),
+                tier: tenant.tier,
+            };
+            let response = seated(seat, with_db_gate(gate, next.run(req))).await;
             let (mut parts, body) = response.into_parts();
             rate_headers(&mut parts.headers, &rate);
             Response::from_parts(

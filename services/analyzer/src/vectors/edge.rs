@@ -77,15 +77,17 @@ impl EdgeStore {
         T: Send + 'static,
         F: FnOnce(&EdgeShard) -> Result<T, VectorError> + Send + 'static,
     {
+        // Reads (searches) scan vectors for milliseconds: they run in the
+        // tier's lane, fair between tenants (see `lanes`).
         let shard = Arc::clone(&self.shard);
-        tokio::task::spawn_blocking(move || {
+        crate::lanes::run(move || {
             let guard = shard
                 .read()
                 .map_err(|_| VectorError::Internal("shard lock poisoned".into()))?;
             f(&guard)
         })
         .await
-        .map_err(|e| VectorError::Internal(format!("blocking task: {e}")))?
+        .map_err(|e| VectorError::Internal(e.to_string()))?
     }
 
     async fn write(&self, operations: Vec<UpdateOperation>) -> Result<(), VectorError> {
