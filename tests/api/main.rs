@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod isolation;
 mod journey;
+mod ledger;
 mod lifecycle;
 mod limits;
 mod openai;

@@ -106,10 +106,13 @@ impl Application {
             ));
         }
 
+        // The ledger's last flush must come after the last request: its
+        // own stop is sent once the server has drained.
+        let (usage_stop_tx, usage_stop_rx) = watch::channel(false);
         let usage_task = tokio::spawn(state.usage.clone().run(
             state.db.clone(),
             USAGE_FLUSH_INTERVAL,
-            stop_rx.clone(),
+            usage_stop_rx,
         ));
 
         let mut server_stop = stop_rx.clone();
@@ -134,6 +137,7 @@ impl Application {
             Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
             Err(_) => tracing::warn!("drain timed out; closing remaining connections"),
         }
+        let _ = usage_stop_tx.send(true);
         if let Err(e) = usage_task.await {
             tracing::error!(error = %e, "usage flusher failed");
         }

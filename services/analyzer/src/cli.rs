@@ -13,6 +13,7 @@ use crate::config::{Config, Env as _, ProcessEnv};
 use crate::secrets::{Overlay, ParameterStore};
 use crate::telemetry::{self, Sink};
 use crate::tenants::{self, TenantId, TenantName, TenantStatus, Tier};
+use crate::usage::{Period, Report, metrics};
 use std::collections::HashMap;
 
 /// Multi-tenant AI analyzer backend.
@@ -35,6 +36,37 @@ enum Command {
     /// Mint tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Usage reports from the ledger.
+    #[command(subcommand)]
+    Usage(UsageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UsageCommand {
+    /// Usage per tenant over a period, for cost allocation. Counts reach
+    /// the ledger within a serving task's flush interval (2 s).
+    Report {
+        /// Start: a date (2026-11-01) or an RFC 3339 time, included.
+        #[arg(long)]
+        from: String,
+        /// End: a date (its whole day included) or an RFC 3339 time (not
+        /// included).
+        #[arg(long)]
+        to: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportFormat {
+    /// Aligned columns for a terminal.
+    Table,
+    /// The same JSON as `GET /v1/admin/usage`.
+    Json,
+    /// One line per tenant, with a header line.
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,7 +152,88 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tenant(cmd) => tenant(config, cmd).await,
         Command::Token(TokenCommand::Mint(args)) => mint(config, args).await,
+        Command::Usage(UsageCommand::Report { from, to, format }) => {
+            usage_report(config, &from, &to, format).await
+        }
     }
+}
+
+async fn usage_report(
+    config: Config,
+    from: &str,
+    to: &str,
+    format: ReportFormat,
+) -> anyhow::Result<()> {
+    let period = Period::parse(from, to).map_err(|e| anyhow::anyhow!("--{e}"))?;
+    let db = connect_store(&config).await?;
+    let rows = db.usage_report(period.from, period.to).await;
+    db.close().await;
+    let report = Report::from_rows(period, rows?);
+    match format {
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        ReportFormat::Csv => print!("{}", report.to_csv()),
+        ReportFormat::Table => print!("{}", table(&report)),
+    }
+    Ok(())
+}
+
+/// The report as aligned columns.
+fn table(report: &Report) -> String {
+    let mut rows = vec![
+        [
+            "tenant",
+            "tier",
+            "calls",
+            "searches",
+            "analyses",
+            "docs",
+            "chunks",
+            "emb tok",
+            "llm tok",
+            "cost USD",
+            "compute ms",
+            "stored bytes",
+        ]
+        .map(str::to_owned),
+    ];
+    for t in &report.tenants {
+        let n = |name: &str| t.counters.get(name).copied().unwrap_or(0);
+        rows.push([
+            t.name.clone(),
+            t.tier.as_str().to_owned(),
+            n(metrics::API_CALLS).to_string(),
+            n(metrics::SEARCHES).to_string(),
+            n(metrics::ANALYSES).to_string(),
+            n(metrics::DOCUMENTS_INGESTED).to_string(),
+            n(metrics::CHUNKS_INGESTED).to_string(),
+            n(metrics::EMBEDDING_TOKENS).to_string(),
+            (n(metrics::LLM_PROMPT_TOKENS) + n(metrics::LLM_COMPLETION_TOKENS)).to_string(),
+            format!("{:.4}", t.estimated_cost_usd),
+            format!("{:.1}", t.compute_ms),
+            t.storage_bytes.to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = format!("usage from {} to {}\n", report.from, report.to);
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(c, (cell, w))| {
+                if c < 2 {
+                    format!("{cell:<w$}")
+                } else {
+                    format!("{cell:>w$}")
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 async fn serve(

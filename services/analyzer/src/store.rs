@@ -17,6 +17,7 @@ use sqlx::{AnyPool, Row};
 
 use crate::config::Config;
 use crate::tenants::{Tenant, TenantId, TenantStatus, Tier};
+use crate::usage;
 
 /// The migrations, embedded in the binary.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -92,6 +93,23 @@ pub struct SearchContext {
     pub generation: i64,
     /// Whether the tenant has any document in the collection.
     pub collection_exists: bool,
+}
+
+/// One tenant's sum of one counter over a period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRow {
+    /// The tenant.
+    pub tenant_id: String,
+    /// Its name.
+    pub name: String,
+    /// Its tier now.
+    pub tier: Tier,
+    /// The counter.
+    pub metric: String,
+    /// Its sum over the period.
+    pub value: i64,
+    /// Bytes the tenant stores now (text, vectors and payload).
+    pub storage_bytes: i64,
 }
 
 /// What a tenant has stored.
@@ -374,11 +392,12 @@ impl Db {
             });
         }
         let ingested = i64::try_from(documents.len()).unwrap_or(i64::MAX);
+        let hour = usage::current_hour();
         for (metric, value) in [
-            ("documents_ingested", ingested),
-            ("chunks_ingested", chunks),
+            (usage::metrics::DOCUMENTS_INGESTED, ingested),
+            (usage::metrics::CHUNKS_INGESTED, chunks),
         ] {
-            add_usage(&mut tx, tenant, metric, value).await?;
+            add_usage(&mut tx, tenant, metric, hour, value).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -447,19 +466,49 @@ impl Db {
 
     /// Add a batch of `(tenant, metric) → delta` to the usage counters, in
     /// one transaction.
-    pub async fn add_usage_batch(
-        &self,
-        batch: &HashMap<(TenantId, &'static str), i64>,
-    ) -> Result<(), StoreError> {
+    pub async fn add_usage_batch(&self, batch: &usage::Pending) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        for ((tenant, metric), value) in batch {
-            add_usage(&mut tx, tenant, metric, *value).await?;
+        for ((tenant, metric, hour), value) in batch {
+            add_usage(&mut tx, tenant, metric, *hour, *value).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Every tenant's ledger summed over hours `[from, to)`, and what each
+    /// stores now. Tenants with no usage in the period are left out.
+    pub async fn usage_report(&self, from: i64, to: i64) -> Result<Vec<LedgerRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT l.tenant_id, t.name, t.tier, l.metric, CAST(SUM(l.value) AS BIGINT), \
+                    CAST(COALESCE((SELECT SUM(d.byte_size + d.vector_bytes) FROM documents d \
+                                   WHERE d.tenant_id = l.tenant_id), 0) AS BIGINT) \
+             FROM usage_ledger l JOIN tenants t ON t.id = l.tenant_id \
+             WHERE l.hour >= $1 AND l.hour < $2 \
+             GROUP BY l.tenant_id, t.name, t.tier, l.metric \
+             ORDER BY t.name, l.tenant_id, l.metric",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let tier: String = row.try_get(2)?;
+                Ok(LedgerRow {
+                    tenant_id: row.try_get(0)?,
+                    name: row.try_get(1)?,
+                    tier: tier
+                        .parse()
+                        .map_err(|e| StoreError::Corrupt(format!("tier: {e}")))?,
+                    metric: row.try_get(3)?,
+                    value: row.try_get(4)?,
+                    storage_bytes: row.try_get(5)?,
+                })
+            })
+            .collect()
     }
 
     /// A tenant's usage counters.
@@ -509,10 +558,13 @@ async fn bump_generation(
     Ok(())
 }
 
+/// Add `value` to the tenant's lifetime total and to its `hour` in the
+/// ledger, inside the caller's transaction.
 async fn add_usage(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant: &TenantId,
     metric: &str,
+    hour: i64,
     value: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
@@ -520,6 +572,16 @@ async fn add_usage(
          ON CONFLICT (tenant_id, metric) DO UPDATE SET value = usage_counters.value + excluded.value",
     )
     .bind(tenant.as_str())
+    .bind(metric)
+    .bind(value)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO usage_ledger (tenant_id, hour, metric, value) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (tenant_id, hour, metric) DO UPDATE SET value = usage_ledger.value + excluded.value",
+    )
+    .bind(tenant.as_str())
+    .bind(hour)
     .bind(metric)
     .bind(value)
     .execute(&mut **tx)

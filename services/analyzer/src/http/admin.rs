@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -14,12 +15,53 @@ use super::error::{ApiError, Problem};
 use super::extract::{Admin, ApiJson};
 use crate::error::ServiceError;
 use crate::tenants::{self, Tenant, TenantId, TenantName, TenantStatus, Tier};
+use crate::usage::{Period, Report};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/admin/tenants", post(create).get(list))
         .route("/v1/admin/tenants/{id}", get(read).patch(update))
         .route("/v1/admin/tenants/{id}/tokens", post(mint))
+        .route("/v1/admin/usage", get(usage_report))
+}
+
+/// `GET /v1/admin/usage` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    /// Start: a date (`2026-11-01`) or an RFC 3339 time, included.
+    pub from: Option<String>,
+    /// End: a date (its whole day included) or an RFC 3339 time (not
+    /// included).
+    pub to: Option<String>,
+}
+
+/// Usage per tenant over a period, for cost allocation. This task's
+/// pending counts are flushed first; other tasks' arrive within their
+/// flush interval (2 s).
+#[utoipa::path(get, path = "/v1/admin/usage", tag = "admin", security(("bearer" = [])),
+    params(ReportQuery),
+    responses(
+        (status = 200, description = "The report", body = Report),
+        (status = 400, description = "Missing or malformed period", body = Problem),
+        (status = 403, description = "Not an admin token", body = Problem)))]
+pub(super) async fn usage_report(
+    State(state): State<AppState>,
+    _: Admin,
+    query: Result<Query<ReportQuery>, QueryRejection>,
+) -> Result<Json<Report>, ApiError> {
+    let Query(query) = query.map_err(|e| ServiceError::Invalid(e.body_text()))?;
+    let (Some(from), Some(to)) = (query.from, query.to) else {
+        return Err(ServiceError::Invalid("give the period as ?from=…&to=…".into()).into());
+    };
+    let period = Period::parse(&from, &to).map_err(ServiceError::Invalid)?;
+    state.usage.flush(&state.db).await;
+    let rows = state
+        .db
+        .usage_report(period.from, period.to)
+        .await
+        .map_err(ServiceError::from)?;
+    Ok(Json(Report::from_rows(period, rows)))
 }
 
 /// `POST /v1/admin/tenants` body.

@@ -5,6 +5,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
@@ -17,7 +18,8 @@ use super::AppState;
 use super::error::{Problem, set_retry_after, whole_seconds};
 use crate::lanes::{Seat, seated};
 use crate::limits::{LimitKind, Permit, RateState, Refusal, with_db_gate};
-use crate::tenants::{Tenant, Tier};
+use crate::tenants::{Tenant, TenantId, Tier};
+use crate::usage::{self, UsageRecorder};
 
 /// Run `req` under the tenant's limits.
 pub(super) async fn enforce(
@@ -28,6 +30,11 @@ pub(super) async fn enforce(
 ) -> Response {
     match state.limiter.admit(&tenant.id, tenant.tier).await {
         Ok((permit, rate)) => {
+            let meter = ComputeMeter {
+                usage: state.usage.clone(),
+                tenant: tenant.id.clone(),
+                began: Instant::now(),
+            };
             req.extensions_mut().insert(rate);
             let gate = state.limiter.db_gate(&tenant.id, tenant.tier);
             let seat = Seat {
@@ -42,6 +49,7 @@ pub(super) async fn enforce(
                 Body::new(Held {
                     inner: body,
                     _permit: permit,
+                    _meter: meter,
                 }),
             )
         }
@@ -78,11 +86,28 @@ fn refused(tier: Tier, refusal: &Refusal) -> Response {
     response
 }
 
-/// A response body that holds the request's in-flight slot until it is
-/// finished or dropped.
+/// A response body that holds the request's in-flight slot, and its
+/// compute meter, until it is finished or dropped.
 struct Held {
     inner: Body,
     _permit: Permit,
+    _meter: ComputeMeter,
+}
+
+/// Counts the time from admission to the end of the answer (a stream's
+/// last event included) as the tenant's compute time, in the usage ledger.
+struct ComputeMeter {
+    usage: UsageRecorder,
+    tenant: TenantId,
+    began: Instant,
+}
+
+impl Drop for ComputeMeter {
+    fn drop(&mut self) {
+        let micros = i64::try_from(self.began.elapsed().as_micros()).unwrap_or(i64::MAX);
+        self.usage
+            .add(&self.tenant, usage::metrics::COMPUTE_MICROS, micros);
+    }
 }
 
 impl http_body::Body for Held {

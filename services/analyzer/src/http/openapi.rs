@@ -27,6 +27,7 @@ use super::AppState;
         super::admin::read,
         super::admin::update,
         super::admin::mint,
+        super::admin::usage_report,
     ),
     components(schemas(super::error::Problem)),
     modifiers(&BearerAuth),
