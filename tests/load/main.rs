@@ -194,6 +194,21 @@ fn post(path: &'static str, token: &Arc<str>, body: serde_json::Value) -> Call {
     }
 }
 
+/// The `n`th query of connection `conn`: three vocabulary words and a
+/// token of its own, so that no two calls share a cache key.
+fn new_query(conn: usize, n: u64, tag: &str) -> String {
+    let mut rng = Rng::new((conn as u64) << 32 | n);
+    corpus::query(&mut rng, Some(&format!("{tag}{conn}x{n}")))
+}
+
+/// Searches that are never cached.
+fn new_searches(token: Arc<str>, tag: &'static str) -> Plan {
+    Arc::new(move |conn, n| {
+        let query = new_query(conn, n, tag);
+        post("/v1/search", &token, json!({"query": query, "top_k": 5}))
+    })
+}
+
 /// Limits far above the load, for the throughput scenarios: they measure
 /// the service's capacity, not a tenant's quota (the noisy-neighbour
 /// scenario keeps the tiers' concurrency caps).
@@ -275,15 +290,7 @@ impl Bench {
     async fn uncached_search(&mut self, target: &Target) -> anyhow::Result<()> {
         let (_, token) = target.tenant("uncached", "premium").await;
         let chunks = target.seed(&token, "uncached", self.args.chunks).await?;
-        let plan: Plan = Arc::new(move |conn, n| {
-            let mut rng = Rng::new((conn as u64) << 32 | n);
-            let unique = format!("u{conn}x{n}");
-            post(
-                "/v1/search",
-                &token,
-                json!({"query": corpus::query(&mut rng, Some(&unique)), "top_k": 5}),
-            )
-        });
+        let plan = new_searches(token, "u");
         let name = format!("uncached search ({chunks} chunks)");
         self.measure(target, &name, self.args.connections, plan)
             .await;
@@ -314,13 +321,8 @@ impl Bench {
         let (_, token) = target.tenant("analyze", "premium").await;
         target.seed(&token, "analyze", 10_000).await?;
         let plan: Plan = Arc::new(move |conn, n| {
-            let mut rng = Rng::new((conn as u64) << 32 | n);
-            let unique = format!("a{conn}x{n}");
-            post(
-                "/v1/analyze",
-                &token,
-                json!({"question": corpus::query(&mut rng, Some(&unique))}),
-            )
+            let question = new_query(conn, n, "a");
+            post("/v1/analyze", &token, json!({ "question": question }))
         });
         self.measure(
             target,
@@ -359,12 +361,12 @@ impl Bench {
                 70..90 => post(
                     "/v1/search",
                     token,
-                    json!({"query": corpus::query(&mut rng, Some(&format!("m{conn}x{n}"))), "top_k": 5}),
+                    json!({"query": new_query(conn, n, "m"), "top_k": 5}),
                 ),
                 90..95 => post(
                     "/v1/analyze",
                     token,
-                    json!({"question": corpus::query(&mut rng, Some(&format!("m{conn}x{n}")))}),
+                    json!({"question": new_query(conn, n, "m")}),
                 ),
                 _ => post(
                     "/v1/documents",
@@ -400,17 +402,6 @@ impl Bench {
         target.seed(&quiet, "quiet", chunks).await?;
         target.seed(&noisy, "noisy", chunks).await?;
 
-        let searches = |token: Arc<str>, tag: &'static str| -> Plan {
-            Arc::new(move |conn, n| {
-                let mut rng = Rng::new((conn as u64) << 32 | n);
-                let unique = format!("{tag}{conn}x{n}");
-                post(
-                    "/v1/search",
-                    &token,
-                    json!({"query": corpus::query(&mut rng, Some(&unique)), "top_k": 5}),
-                )
-            })
-        };
         let quiet_connections = 20usize;
         let interval = Duration::from_secs_f64(
             quiet_connections as f64 / f64::from(self.args.quiet_rate.max(1)),
@@ -422,7 +413,7 @@ impl Bench {
                 quiet_connections,
                 Pace::Every(interval),
                 window,
-                searches(Arc::clone(&quiet), "q"),
+                new_searches(Arc::clone(&quiet), "q"),
             )
         };
 
@@ -441,7 +432,7 @@ impl Bench {
             self.args.flood_connections,
             Pace::Closed,
             window,
-            searches(Arc::clone(&noisy), "n"),
+            new_searches(Arc::clone(&noisy), "n"),
         );
         let (beside, flood) = tokio::join!(quiet_run(), flood);
         self.record(
