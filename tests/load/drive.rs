@@ -105,7 +105,7 @@ pub async fn run(
                 Pace::Closed => begin,
                 Pace::Every(every) => begin + every.mul_f64(conn as f64 / connections as f64),
             };
-            let lane = Lane {
+            let schedule = Schedule {
                 addr,
                 conn,
                 pace,
@@ -113,7 +113,7 @@ pub async fn run(
                 start,
                 end,
             };
-            tokio::spawn(lane.drive(Arc::clone(&plan)))
+            tokio::spawn(schedule.drive(Arc::clone(&plan)))
         })
         .collect();
     let mut outcome = Outcome {
@@ -130,7 +130,7 @@ pub async fn run(
 }
 
 /// One connection's schedule.
-struct Lane {
+struct Schedule {
     addr: SocketAddr,
     conn: usize,
     pace: Pace,
@@ -139,9 +139,9 @@ struct Lane {
     end: Instant,
 }
 
-impl Lane {
+impl Schedule {
     async fn drive(self, plan: Plan) -> Outcome {
-        let Lane {
+        let Schedule {
             addr,
             conn,
             pace,

@@ -154,10 +154,10 @@ impl Target {
             .map_or(f64::NAN, |kb| kb / 1024.0)
     }
 
-    /// A tenant of `tier` and its token.
-    async fn tenant(&self, name: &str, tier: &str) -> (String, Arc<str>) {
-        let (id, token) = self.server.tenant(name, tier).await;
-        (id, Arc::from(token))
+    /// A new tenant of `tier`: its token.
+    async fn tenant(&self, name: &str, tier: &str) -> Arc<str> {
+        let (_, token) = self.server.tenant(name, tier).await;
+        Arc::from(token)
     }
 
     /// Ingest about `chunks` chunks of synthetic text for `token`.
@@ -260,7 +260,7 @@ impl Bench {
     }
 
     async fn cached_search(&mut self, target: &Target) -> anyhow::Result<()> {
-        let (_, token) = target.tenant("cached", "premium").await;
+        let token = target.tenant("cached", "premium").await;
         target.seed(&token, "cached", 2_000).await?;
         let mut rng = Rng::new(1);
         let queries: Arc<Vec<Bytes>> = Arc::new(
@@ -288,7 +288,7 @@ impl Bench {
     }
 
     async fn uncached_search(&mut self, target: &Target) -> anyhow::Result<()> {
-        let (_, token) = target.tenant("uncached", "premium").await;
+        let token = target.tenant("uncached", "premium").await;
         let chunks = target.seed(&token, "uncached", self.args.chunks).await?;
         let plan = new_searches(token, "u");
         let name = format!("uncached search ({chunks} chunks)");
@@ -298,7 +298,7 @@ impl Bench {
     }
 
     async fn ingest(&mut self, target: &Target) -> anyhow::Result<()> {
-        let (_, token) = target.tenant("ingest", "premium").await;
+        let token = target.tenant("ingest", "premium").await;
         let plan: Plan = Arc::new(move |conn, n| {
             let mut rng = Rng::new((conn as u64) << 32 | n);
             post(
@@ -318,7 +318,7 @@ impl Bench {
     }
 
     async fn analyze(&mut self, target: &Target) -> anyhow::Result<()> {
-        let (_, token) = target.tenant("analyze", "premium").await;
+        let token = target.tenant("analyze", "premium").await;
         target.seed(&token, "analyze", 10_000).await?;
         let plan: Plan = Arc::new(move |conn, n| {
             let question = new_query(conn, n, "a");
@@ -341,7 +341,7 @@ impl Bench {
         let mut tokens = Vec::new();
         for i in 0..20 {
             let tier = if i % 2 == 0 { "premium" } else { "standard" };
-            let (_, token) = target.tenant(&format!("mix-{i}"), tier).await;
+            let token = target.tenant(&format!("mix-{i}"), tier).await;
             target.seed(&token, &format!("mix{i}"), 1_000).await?;
             tokens.push(token);
         }
@@ -396,8 +396,8 @@ impl Bench {
             ("ANALYZER_TIER_STANDARD_REQUESTS_PER_MINUTE", "100000000"),
         ])
         .await?;
-        let (_, quiet) = target.tenant("quiet", "premium").await;
-        let (_, noisy) = target.tenant("noisy", "standard").await;
+        let quiet = target.tenant("quiet", "premium").await;
+        let noisy = target.tenant("noisy", "standard").await;
         let chunks = self.args.neighbour_chunks;
         target.seed(&quiet, "quiet", chunks).await?;
         target.seed(&noisy, "noisy", chunks).await?;

@@ -2,9 +2,9 @@
 //! searches, which scan vectors for milliseconds at a time.
 //!
 //! Two lanes of OS threads, one per tier: four threads per core for
-//! premium work, one per core for standard work. Each lane drains a queue that is fair between
-//! tenants: one job per tenant per turn, so a tenant with a backlog cannot
-//! make another of its tier wait behind all of it. The standard lane's
+//! premium work, one per core for standard work. Each lane drains a queue
+//! that is fair between tenants: one job per tenant per turn, so a tenant
+//! with a backlog cannot make another of its tier wait behind all of it. The standard lane's
 //! threads run at a lower scheduling priority (nice +10, weight 110
 //! against 1024): while premium work is waiting, the kernel preempts the
 //! standard threads and gives the premium ones nearly all the CPU, and
@@ -77,54 +77,51 @@ const PREMIUM_THREADS_PER_CORE: usize = 4;
 static LANES: LazyLock<Lanes> = LazyLock::new(|| {
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     Lanes {
-        premium: Lane::start("premium", PREMIUM_THREADS_PER_CORE * cores, 0),
+        premium: start_lane("premium", PREMIUM_THREADS_PER_CORE * cores, 0),
         // One per core: more standard threads would each take a share of
         // the CPU from a premium one, whatever their priority (measured).
-        standard: Lane::start("standard", cores, STANDARD_NICE),
+        standard: start_lane("standard", cores, STANDARD_NICE),
     }
 });
 
+/// Each tier's queue; the lane threads hold it too.
 struct Lanes {
-    premium: Lane,
-    standard: Lane,
+    premium: Arc<Queue>,
+    standard: Arc<Queue>,
 }
 
 impl Lanes {
     fn lane(&self, tier: Tier) -> &Queue {
         match tier {
-            Tier::Premium => &self.premium.queue,
-            Tier::Standard => &self.standard.queue,
+            Tier::Premium => &self.premium,
+            Tier::Standard => &self.standard,
         }
     }
 }
 
-struct Lane {
-    queue: Arc<Queue>,
-}
-
-impl Lane {
-    fn start(name: &str, threads: usize, nice: i32) -> Self {
-        let queue = Arc::new(Queue::default());
-        for i in 0..threads {
-            let queue = Arc::clone(&queue);
-            let spawned = std::thread::Builder::new()
-                .name(format!("lane-{name}-{i}"))
-                .spawn(move || {
-                    if nice != 0 {
-                        lower_priority(nice);
-                    }
-                    while let Some(job) = queue.pop() {
-                        // A panicking job drops its sender: the caller gets
-                        // `Dropped`, and the thread lives on.
-                        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
-                    }
-                });
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, lane = name, "could not start a lane thread");
-            }
+/// Start `threads` threads draining a new queue, `nice` steps below the
+/// process's priority.
+fn start_lane(name: &str, threads: usize, nice: i32) -> Arc<Queue> {
+    let queue = Arc::new(Queue::default());
+    for i in 0..threads {
+        let queue = Arc::clone(&queue);
+        let spawned = std::thread::Builder::new()
+            .name(format!("lane-{name}-{i}"))
+            .spawn(move || {
+                if nice != 0 {
+                    lower_priority(nice);
+                }
+                while let Some(job) = queue.pop() {
+                    // A panicking job drops its sender: the caller gets
+                    // `Dropped`, and the thread lives on.
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, lane = name, "could not start a lane thread");
         }
-        Self { queue }
     }
+    queue
 }
 
 /// Lower this thread's scheduling priority by `by` nice steps, relative to
