@@ -214,7 +214,12 @@ async fn refresh_parameters(
 
 /// Build the shared state: store (migrated), auth, embedder, vectors, analyst.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
-    let db = connect_store(&config).await?;
+    crate::lanes::start();
+    let db = connect_store(&config)
+        .await?
+        .with_standard_pool(&config)
+        .await
+        .context("DATABASE_URL: cannot open the standard tier's connections")?;
     let auth = Authenticator::from_config(&config)?;
     let (embedder, analyst): (Arc<dyn Embedder>, Arc<dyn Analyst>) = match &config.openai {
         Some(openai) => {

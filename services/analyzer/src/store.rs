@@ -58,6 +58,8 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
+    /// On SQLite in the server: the pool standard-tier requests use.
+    standard: Option<AnyPool>,
     backend: Backend,
 }
 
@@ -139,52 +141,103 @@ pub fn rfc3339(millis: i64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// The database URL and its kind: `DATABASE_URL`, or the SQLite file in
+/// the data directory.
+fn target(config: &Config) -> (String, Backend) {
+    sqlx::any::install_default_drivers();
+    match &config.database_url {
+        Some(url) => {
+            let url = url.expose_secret().to_owned();
+            let backend = if url.starts_with("sqlite:") {
+                Backend::Sqlite
+            } else {
+                Backend::Postgres
+            };
+            (url, backend)
+        }
+        None => (
+            sqlite_url(&config.data_dir.join("analyzer.db")),
+            Backend::Sqlite,
+        ),
+    }
+}
+
+fn pool_options(config: &Config, backend: Backend) -> AnyPoolOptions {
+    let options = AnyPoolOptions::new()
+        .max_connections(config.db_max_connections)
+        .acquire_timeout(Duration::from_secs(5));
+    if backend != Backend::Sqlite {
+        return options;
+    }
+    // Every connection opened with the pool, by the caller's thread, and
+    // kept: each is a thread with the priority of the one that opened it
+    // (see `Db::with_standard_pool`), and local connections never go stale.
+    options
+        .min_connections(config.db_max_connections)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // WAL lets readers run beside the single writer; the busy
+                // timeout makes concurrent writers wait instead of failing.
+                sqlx::query("PRAGMA journal_mode = WAL")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA busy_timeout = 5000")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA foreign_keys = ON")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
+}
+
 impl Db {
     /// Open the configured database (creating the SQLite file if needed).
     /// Does not migrate: call [`Db::migrate`].
     pub async fn connect(config: &Config) -> Result<Self, StoreError> {
-        sqlx::any::install_default_drivers();
-        let (url, backend) = match &config.database_url {
-            Some(url) => {
-                let url = url.expose_secret().to_owned();
-                let backend = if url.starts_with("sqlite:") {
-                    Backend::Sqlite
-                } else {
-                    Backend::Postgres
-                };
-                (url, backend)
-            }
-            None => (
-                sqlite_url(&config.data_dir.join("analyzer.db")),
-                Backend::Sqlite,
-            ),
-        };
-        let mut options = AnyPoolOptions::new()
-            .max_connections(config.db_max_connections)
-            .acquire_timeout(Duration::from_secs(5));
-        if backend == Backend::Sqlite {
-            options = options.after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    // WAL lets readers run beside the single writer; the busy
-                    // timeout makes concurrent writers wait instead of failing.
-                    sqlx::query("PRAGMA journal_mode = WAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA busy_timeout = 5000")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA synchronous = NORMAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA foreign_keys = ON")
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(())
-                })
-            });
+        let (url, backend) = target(config);
+        let pool = pool_options(config, backend).connect(&url).await?;
+        Ok(Self {
+            pool,
+            standard: None,
+            backend,
+        })
+    }
+
+    /// For the server on SQLite: a second pool, of the same size, for
+    /// standard-tier requests. A SQLite connection is a thread that runs
+    /// the queries, and a thread runs at the priority it was created with;
+    /// these are opened on the standard runtime (see [`crate::lanes`]) so
+    /// that a standard tenant's queries run at the standard priority, and
+    /// the main pool's are opened here, at the server's. On PostgreSQL
+    /// the queries run in the server, and one pool serves both tiers.
+    pub async fn with_standard_pool(mut self, config: &Config) -> Result<Self, StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(self);
         }
-        let pool = options.connect(&url).await?;
-        Ok(Self { pool, backend })
+        let (url, backend) = target(config);
+        let options = pool_options(config, backend);
+        let opened =
+            crate::lanes::handle(Tier::Standard, async move { options.connect(&url).await })
+                .await
+                .map_err(|_| sqlx::Error::WorkerCrashed)??;
+        self.standard = Some(opened);
+        Ok(self)
+    }
+
+    /// The pool for the work being done: the standard pool for a standard
+    /// tenant's request when there is one, else the main pool.
+    fn pool(&self) -> &AnyPool {
+        match (&self.standard, crate::lanes::tier()) {
+            (Some(standard), Some(Tier::Standard)) => standard,
+            _ => &self.pool,
+        }
     }
 
     /// A permit for one call of the tenant being served against its share
@@ -192,7 +245,8 @@ impl Db {
     /// while the pool has idle connections or room to open one.
     async fn quota(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         crate::limits::db_permit(|| {
-            self.pool.num_idle() > 0 || self.pool.size() < self.pool.options().get_max_connections()
+            let pool = self.pool();
+            pool.num_idle() > 0 || pool.size() < pool.options().get_max_connections()
         })
         .await
     }
@@ -217,6 +271,9 @@ impl Db {
     /// Close the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(standard) = &self.standard {
+            standard.close().await;
+        }
     }
 
     // ---- tenants -------------------------------------------------------
@@ -237,7 +294,7 @@ impl Db {
         .bind(name)
         .bind(tier.as_str())
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.pool())
         .await?;
         Ok(Tenant {
             id: id.clone(),
@@ -252,7 +309,7 @@ impl Db {
     pub async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
         sqlx::query("SELECT id, name, tier, status, created_at FROM tenants WHERE id = $1")
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await?
             .map(|row| tenant_from_row(&row))
             .transpose()
@@ -263,7 +320,7 @@ impl Db {
         sqlx::query(
             "SELECT id, name, tier, status, created_at FROM tenants ORDER BY created_at, id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?
         .iter()
         .map(tenant_from_row)
@@ -285,7 +342,7 @@ impl Db {
         .bind(tier.map(Tier::as_str))
         .bind(status.map(TenantStatus::as_str))
         .bind(now_millis())
-        .execute(&self.pool)
+        .execute(self.pool())
         .await?;
         self.tenant(id).await
     }
@@ -305,7 +362,7 @@ impl Db {
         )
         .bind(tenant.as_str())
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await?
         .map(|row| document_from_row(&row))
         .transpose()
@@ -329,7 +386,7 @@ impl Db {
             )
             .bind(tenant.as_str())
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await?;
             if let Some(row) = row {
                 found.insert(
@@ -353,7 +410,7 @@ impl Db {
         vector_budget: u64,
     ) -> Result<(), StoreError> {
         let _quota = self.quota().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         // Lock the tenant's row before reading its total (a row lock on
         // PostgreSQL, the write lock on SQLite): concurrent ingests of one
         // tenant on any task then see each other's bytes.
@@ -406,7 +463,7 @@ impl Db {
     /// Delete one document; `false` if the tenant has no such document.
     pub async fn delete_document(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError> {
         let _quota = self.quota().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         let result = sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.as_str())
             .bind(id)
@@ -421,7 +478,7 @@ impl Db {
     /// transaction of this store, such as removing replaced vectors).
     pub async fn bump_generation(&self, tenant: &TenantId) -> Result<(), StoreError> {
         let _quota = self.quota().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         bump_generation(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(())
@@ -442,7 +499,7 @@ impl Db {
         )
         .bind(tenant.as_str())
         .bind(collection)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await?;
         Ok(match row {
             Some(row) => SearchContext {
@@ -459,7 +516,7 @@ impl Db {
     /// What a tenant has stored.
     pub async fn storage_totals(&self, tenant: &TenantId) -> Result<StorageTotals, StoreError> {
         let _quota = self.quota().await;
-        storage_totals(&mut *self.pool.acquire().await?, tenant).await
+        storage_totals(&mut *self.pool().acquire().await?, tenant).await
     }
 
     // ---- usage ---------------------------------------------------------
@@ -470,7 +527,7 @@ impl Db {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         for ((tenant, metric, hour), value) in batch {
             add_usage(&mut tx, tenant, metric, *hour, *value).await?;
         }
@@ -492,7 +549,7 @@ impl Db {
         )
         .bind(from)
         .bind(to)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?;
         rows.iter()
             .map(|row| {
@@ -516,7 +573,7 @@ impl Db {
         let _quota = self.quota().await;
         let rows = sqlx::query("SELECT metric, value FROM usage_counters WHERE tenant_id = $1")
             .bind(tenant.as_str())
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool())
             .await?;
         rows.iter()
             .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?)))
@@ -625,4 +682,60 @@ fn document_from_row(row: &AnyRow) -> Result<StoredDocument, StoreError> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::lanes::{Seat, seated};
+
+    #[tokio::test]
+    async fn on_sqlite_standard_requests_use_their_own_pool() {
+        crate::lanes::start();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let env: HashMap<String, String> = [
+            (
+                "ANALYZER_DATA_DIR",
+                dir.path().to_str().expect("utf-8 path"),
+            ),
+            ("ANALYZER_DB_MAX_CONNECTIONS", "2"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let config = Config::load(&env).expect("config");
+        let db = Db::connect(&config)
+            .await
+            .expect("connect")
+            .with_standard_pool(&config)
+            .await
+            .expect("standard pool");
+        db.migrate().await.expect("migrate");
+        let standard = db.standard.clone().expect("a standard pool on SQLite");
+        assert_eq!(standard.size(), 2, "opened whole, at start");
+        assert_eq!(db.pool.size(), 2, "opened whole, at start");
+
+        let seat = |tier| Seat {
+            tenant: TenantId::generate(),
+            tier,
+        };
+        let picks_standard =
+            |db: Db| async move { std::ptr::eq(db.pool(), db.standard.as_ref().expect("pool")) };
+        assert!(seated(seat(Tier::Standard), picks_standard(db.clone())).await);
+        assert!(!seated(seat(Tier::Premium), picks_standard(db.clone())).await);
+        assert!(!picks_standard(db.clone()).await, "work outside a request");
+
+        // Both pools see one database.
+        let id = TenantId::generate();
+        seated(seat(Tier::Standard), async {
+            db.insert_tenant(&id, "acme", Tier::Standard).await
+        })
+        .await
+        .expect("created through the standard pool");
+        let read = db.tenant(&id).await.expect("read through the main pool");
+        assert_eq!(read.map(|t| t.name), Some("acme".to_owned()));
+        db.close().await;
+    }
 }

@@ -16,12 +16,14 @@ use http_body::{Frame, SizeHint};
 
 use super::AppState;
 use super::error::{Problem, set_retry_after, whole_seconds};
-use crate::lanes::{Seat, seated};
+use crate::lanes::{self, Seat, seated};
 use crate::limits::{LimitKind, Permit, RateState, Refusal, with_db_gate};
 use crate::tenants::{Tenant, TenantId, Tier};
 use crate::usage::{self, UsageRecorder};
 
-/// Run `req` under the tenant's limits.
+/// Run `req` under the tenant's limits. Admission runs here, on the
+/// server's runtime; the handler runs on its tier's (see
+/// [`lanes::handle`]).
 pub(super) async fn enforce(
     state: &AppState,
     tenant: &Tenant,
@@ -37,11 +39,20 @@ pub(super) async fn enforce(
             };
             req.extensions_mut().insert(rate);
             let gate = state.limiter.db_gate(&tenant.id, tenant.tier);
+            let tier = tenant.tier;
             let seat = Seat {
                 tenant: tenant.id.clone(),
-                tier: tenant.tier,
+                tier,
             };
-            let response = seated(seat, with_db_gate(gate, next.run(req))).await;
+            let handled = lanes::handle(tier, seated(seat, with_db_gate(gate, next.run(req))));
+            let response = match handled.await {
+                Ok(response) => response,
+                Err(_) => Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the request's handler failed",
+                )
+                .into_response_with_id(""),
+            };
             let (mut parts, body) = response.into_parts();
             rate_headers(&mut parts.headers, &rate);
             Response::from_parts(
