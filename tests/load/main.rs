@@ -435,7 +435,7 @@ impl Bench {
         let flood_client = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("flood-client")
-            .on_thread_start(lower_priority)
+            .on_thread_start(analyzer::lanes::lower_priority)
             .enable_all()
             .build()?;
         let flood = flood_client.spawn(drive::run(
@@ -461,24 +461,6 @@ impl Bench {
             flood,
         );
         Ok(())
-    }
-}
-
-/// Run this thread only when nothing else wants the CPU (Linux
-/// SCHED_IDLE; elsewhere a no-op).
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        use thread_priority::{
-            NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
-            set_thread_priority_and_policy, thread_native_id,
-        };
-        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-        if let Err(e) =
-            set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle)
-        {
-            eprintln!("could not lower the flood client's priority: {e:?}");
-        }
     }
 }
 

@@ -237,7 +237,8 @@ static BASE_NICE: LazyLock<i32> = LazyLock::new(|| {
 /// them waking up preempts it at once (nice alone leaves a woken premium
 /// thread waiting for the CPU for up to milliseconds: measured). Where the
 /// policy is refused, nice +10. Threads this thread starts inherit it.
-fn lower_priority() {
+/// Public for the load harness, whose flood client runs lowered too.
+pub fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
         use thread_priority::{
