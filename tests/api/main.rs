@@ -15,4 +15,5 @@ mod openai;
 mod operations;
 mod qdrant;
 mod secrets;
+mod telemetry;
 mod tokens;

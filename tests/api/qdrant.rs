@@ -97,6 +97,22 @@ async fn breaker_opens_and_answers_fast(url: String) {
         (200, Some("ok")),
         "liveness does not depend on Qdrant"
     );
+    for kind in ["unavailable", "circuit_open"] {
+        let errors = s
+            .metric(&format!(
+                r#"analyzer_vector_errors_total{{backend="qdrant",kind="{kind}",operation="search"}}"#
+            ))
+            .await;
+        assert!(
+            errors >= Some(1.0),
+            "{kind} search errors counted: {errors:?}"
+        );
+    }
+    assert!(
+        s.metric(r#"analyzer_vector_request_duration_seconds_count{backend="qdrant",operation="upsert",outcome="error"}"#)
+            .await
+            >= Some(1.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,6 +261,23 @@ async fn the_qdrant_path_over_grpc_keeps_tenants_apart_and_filters_by_tenant_on_
         2,
         "A's remaining document and B's document are stored"
     );
+    // Every data call carried the request's W3C trace context.
+    let traceparents = state.traceparents();
+    assert!(
+        traceparents.len() >= filters.len(),
+        "{} traceparents for {} filtered calls",
+        traceparents.len(),
+        filters.len()
+    );
+    for traceparent in &traceparents {
+        let parts: Vec<&str> = traceparent.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [2, 32, 16, 2],
+            "{traceparent}"
+        );
+        assert_ne!(parts[1], "0".repeat(32), "{traceparent}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,6 +33,8 @@ pub struct Recorded {
     pub path: String,
     /// The `Authorization` header.
     pub authorization: Option<String>,
+    /// The W3C `traceparent` header.
+    pub traceparent: Option<String>,
     /// The JSON body.
     pub body: Value,
 }
@@ -118,6 +120,10 @@ async fn intake(
             path: path.to_owned(),
             authorization: headers
                 .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            traceparent: headers
+                .get("traceparent")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
             body: body.clone(),

@@ -47,6 +47,8 @@ pub struct QdrantState {
     collections: Mutex<HashMap<String, Collection>>,
     /// Filters of every search and delete-by-filter, in order.
     filters: Mutex<Vec<(String, q::Filter)>>,
+    /// The `traceparent` metadata of every call that carried one.
+    traceparents: Mutex<Vec<String>>,
     api_key: Option<String>,
 }
 
@@ -88,7 +90,20 @@ impl QdrantState {
         }
     }
 
+    /// The W3C `traceparent` values received so far, in order.
+    pub fn traceparents(&self) -> Vec<String> {
+        self.traceparents
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default()
+    }
+
     fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        if let Some(Ok(traceparent)) = request.metadata().get("traceparent").map(|v| v.to_str())
+            && let Ok(mut seen) = self.traceparents.lock()
+        {
+            seen.push(traceparent.to_owned());
+        }
         let Some(expected) = &self.api_key else {
             return Ok(());
         };

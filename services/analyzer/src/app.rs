@@ -26,6 +26,7 @@ use crate::usage::UsageRecorder;
 use crate::vectors::VectorStore;
 use crate::vectors::breaker::{Breaker, BreakerStore};
 use crate::vectors::edge::EdgeStore;
+use crate::vectors::metered::Metered;
 use crate::vectors::qdrant::QdrantStore;
 use std::collections::HashMap;
 
@@ -270,7 +271,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             }
         }
     });
-    Ok(AppState::new(AppInner {
+    let state = AppState::new(AppInner {
         limiter,
         config,
         db,
@@ -281,7 +282,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         usage: UsageRecorder::default(),
         cache,
         cache_stats: Arc::default(),
-    }))
+    });
+    crate::telemetry::metrics::observe(state.downgrade());
+    Ok(state)
 }
 
 /// The configured vector store: a Qdrant server behind the circuit breaker,
@@ -296,7 +299,7 @@ async fn open_vectors(
         let store = tokio::task::spawn_blocking(move || EdgeStore::open(&dir, &model, dims))
             .await
             .context("opening the vector store")??;
-        return Ok(Arc::new(store));
+        return Ok(Arc::new(Metered::new(Arc::new(store), "edge")));
     };
     let store = Arc::new(QdrantStore::new(qdrant, &model, dims).context("QDRANT_URL")?);
     // A Qdrant that is down at start must not keep the task from serving
@@ -306,7 +309,10 @@ async fn open_vectors(
         tracing::error!(error = %e, "Qdrant unreachable at start; the collection is created on first contact");
     }
     let breaker = Arc::new(Breaker::new(config.breaker));
-    Ok(Arc::new(BreakerStore::new(store, breaker)))
+    Ok(Arc::new(Metered::new(
+        Arc::new(BreakerStore::new(store, breaker)),
+        "qdrant",
+    )))
 }
 
 /// Create the data dir, connect to the configured database and apply

@@ -73,6 +73,10 @@ pub trait Cache: Send + Sync {
     async fn used_bytes(&self, tenant: &TenantId) -> Result<u64, CacheError>;
     /// Whether the cache answers now.
     async fn health(&self) -> Result<(), CacheError>;
+    /// Whether the cache is connected, without a round trip (metrics).
+    fn is_up(&self) -> bool {
+        true
+    }
 }
 
 /// The key as stored: tenant first, in braces (a Redis Cluster hash tag).
@@ -421,6 +425,10 @@ impl Cache for RedisCache {
 
     async fn health(&self) -> Result<(), CacheError> {
         self.fast()?.ping::<()>(None).await.map_err(redis_error)
+    }
+
+    fn is_up(&self) -> bool {
+        self.client.is_connected()
     }
 }
 

@@ -11,7 +11,7 @@ use crate::app::{Application, connect_store, shutdown_signal};
 use crate::auth::Authenticator;
 use crate::config::{Config, Env as _, ProcessEnv};
 use crate::secrets::{Overlay, ParameterStore};
-use crate::telemetry::{self, Sink};
+use crate::telemetry::{self, Exports, Sink};
 use crate::tenants::{self, TenantId, TenantName, TenantStatus, Tier};
 use crate::usage::{Period, Report, metrics};
 use std::collections::HashMap;
@@ -123,11 +123,22 @@ struct MintArgs {
 
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let sink = match cli.command {
-        Command::Serve => Sink::Stdout,
-        _ => Sink::Stderr,
+    // Only the server exports telemetry; a CLI command's spans stay local.
+    let (sink, exports) = match cli.command {
+        Command::Serve => (Sink::Stdout, Exports::from_env(|k| std::env::var(k).ok())),
+        _ => (Sink::Stderr, Ok(Exports::none())),
     };
-    telemetry::init(sink);
+    let exports = exports.context("OpenTelemetry configuration")?;
+    let telemetry = telemetry::init(sink, &exports)?;
+    let result = run_command(cli).await;
+    // Spans and metrics still buffered go out before the process ends.
+    if let Err(e) = tokio::task::spawn_blocking(move || telemetry.shutdown()).await {
+        tracing::warn!(error = %e, "telemetry shutdown failed");
+    }
+    result
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<()> {
     // Parameter Store comes before anything else reads configuration.
     let secrets = match ProcessEnv.var("ANALYZER_SSM_PATH") {
         Some(path) => {

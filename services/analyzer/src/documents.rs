@@ -11,6 +11,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tracing::Instrument as _;
 use utoipa::ToSchema;
 
 use crate::chunk::chunk_text;
@@ -285,9 +286,18 @@ impl Ingestor<'_> {
             .map(|d| chunk_text(&d.text, self.chunking))
             .collect();
         let all_chunks: Vec<String> = chunked.iter().flatten().cloned().collect();
-        let embedded = self.embedder.embed(&all_chunks).await?;
+        let embedded = self
+            .embedder
+            .embed(&all_chunks)
+            .instrument(crate::op_span!(
+                "embed",
+                model = self.embedder.model(),
+                inputs = all_chunks.len()
+            ))
+            .await?;
         self.usage.add_embedding(
             tenant,
+            self.embedder.model(),
             embedded.tokens,
             self.embedder.cost_micro_usd(embedded.tokens),
         );
@@ -344,13 +354,18 @@ impl Ingestor<'_> {
         let added: i64 = rows.iter().map(|r| r.vector_bytes).sum();
         let after = stored.saturating_sub(replaced).saturating_add(added);
         if u64::try_from(after).unwrap_or(0) > self.vector_budget {
-            return Err(over_quota(after, self.vector_budget));
+            return Err(over_quota(tenant, after, self.vector_budget));
         }
 
         self.vectors.upsert(tenant, points).await?;
         if let Err(e) = self
             .db
             .upsert_documents(tenant, &rows, self.vector_budget)
+            .instrument(crate::op_span!(
+                "store.write",
+                store = "db",
+                documents = rows.len()
+            ))
             .await
         {
             // Undo the new revisions; the previous ones were never touched.
@@ -365,7 +380,7 @@ impl Ingestor<'_> {
                 }
             }
             return Err(match e {
-                StoreError::OverQuota { stored, budget } => over_quota(stored, budget),
+                StoreError::OverQuota { stored, budget } => over_quota(tenant, stored, budget),
                 e => e.into(),
             });
         }
@@ -392,7 +407,8 @@ impl Ingestor<'_> {
     }
 }
 
-fn over_quota(stored: i64, budget: u64) -> ServiceError {
+fn over_quota(tenant: &TenantId, stored: i64, budget: u64) -> ServiceError {
+    crate::telemetry::metrics::refusal(tenant.as_str(), "vector_storage_bytes");
     ServiceError::OverQuota(format!(
         "the ingest would store {stored} bytes of vectors and payload; the tier's vector_storage_bytes quota is {budget}; nothing was stored"
     ))
@@ -422,7 +438,11 @@ pub async fn delete(
     // listed and a retry completes the delete; never the other way round,
     // which would leave searchable chunks of a deleted document.
     vectors.delete_document(tenant, &id).await?;
-    if !db.delete_document(tenant, &id).await? {
+    let deleted = db
+        .delete_document(tenant, &id)
+        .instrument(crate::op_span!("store.write", store = "db", documents = 1))
+        .await?;
+    if !deleted {
         return Err(not_found());
     }
     Ok(())

@@ -53,6 +53,8 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct Seat {
     pub tenant: TenantId,
     pub tier: Tier,
+    /// The matched route template (for span attributes).
+    pub route: Arc<str>,
 }
 
 tokio::task_local! {
@@ -62,6 +64,11 @@ tokio::task_local! {
 /// Run `f` with its lane work queued as `seat`'s.
 pub async fn seated<F: Future>(seat: Seat, f: F) -> F::Output {
     SEAT.scope(seat, f).await
+}
+
+/// The seat being served, if the task serves one.
+pub fn seat() -> Option<Seat> {
+    SEAT.try_with(Seat::clone).ok()
 }
 
 /// The tier of the tenant being served, if the task serves one.
@@ -370,6 +377,7 @@ mod tests {
         let seat = Seat {
             tenant: TenantId::generate(),
             tier: Tier::Standard,
+            route: Arc::from("/test"),
         };
         let name = seated(
             seat.clone(),
@@ -384,6 +392,7 @@ mod tests {
                 let seat = Seat {
                     tenant: TenantId::generate(),
                     tier,
+                    route: Arc::from("/test"),
                 };
                 seated(seat, run(lowered))
             };

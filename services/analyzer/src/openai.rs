@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
-use async_openai::middleware::{HttpRequestFactory, ReqwestService};
+use async_openai::middleware::HttpRequestFactory;
 use async_openai::types::chat::{
     ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
     ChatCompletionRequestUserMessage, ChatCompletionStreamOptions, CreateChatCompletionRequest,
@@ -57,7 +57,7 @@ impl OpenAi {
             .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
         let service = tower::ServiceBuilder::new()
             .retry(RetryPolicy::new(config.max_retries, config.max_retry_wait))
-            .service(ReqwestService::new(http));
+            .service(TracedHttp { client: http });
         let mut api = OpenAIConfig::new().with_api_base(config.base_url.clone());
         if let Some(key) = &config.api_key {
             api = api.with_api_key(key.expose_secret());
@@ -77,6 +77,38 @@ impl OpenAi {
     /// The analyst of this provider.
     pub fn analyst(&self) -> OpenAiAnalyst {
         OpenAiAnalyst { api: self.clone() }
+    }
+}
+
+/// The transport under the retry layer: reqwest, with each attempt
+/// carrying the calling span's W3C trace context (`traceparent`).
+#[derive(Clone, Debug)]
+struct TracedHttp {
+    client: reqwest::Client,
+}
+
+impl tower::Service<HttpRequestFactory> for TracedHttp {
+    type Response = reqwest::Response;
+    type Error = OpenAIError;
+    type Future = Pin<Box<dyn Future<Output = Result<reqwest::Response, OpenAIError>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: HttpRequestFactory) -> Self::Future {
+        // Read here, in the caller's span; the future may run later.
+        let mut trace = http::HeaderMap::new();
+        crate::telemetry::propagation::inject(&mut trace);
+        let client = self.client.clone();
+        Box::pin(async move {
+            let mut request = request.build().await?;
+            request.headers_mut().extend(trace);
+            client.execute(request).await.map_err(OpenAIError::Reqwest)
+        })
     }
 }
 
@@ -134,8 +166,9 @@ impl Embedder for OpenAiEmbedder {
         micro_usd(tokens, self.api.config.embedding_usd_per_mtok)
     }
 
-    #[tracing::instrument(skip_all, fields(model = %self.api.config.embedding_model, inputs = texts.len()))]
+    #[tracing::instrument(name = "openai.embeddings", skip_all, fields(model = %self.api.config.embedding_model, inputs = texts.len(), tenant_id, tier, route))]
     async fn embed(&self, texts: &[String]) -> Result<Embedded, ProviderError> {
+        crate::telemetry::record_seat(&tracing::Span::current());
         let config = &self.api.config;
         let mut out = Embedded {
             vectors: Vec::with_capacity(texts.len()),
@@ -151,13 +184,20 @@ impl Embedder for OpenAiEmbedder {
                     .then(|| u32::try_from(config.embedding_dimensions).unwrap_or(u32::MAX)),
                 ..Default::default()
             };
-            let response = self
-                .api
-                .client
-                .embeddings()
-                .create(request)
-                .await
-                .map_err(provider_error)?;
+            let began = std::time::Instant::now();
+            let response = self.api.client.embeddings().create(request).await;
+            crate::telemetry::metrics::metrics().llm_duration.record(
+                began.elapsed().as_secs_f64(),
+                &[
+                    opentelemetry::KeyValue::new("model", config.embedding_model.clone()),
+                    opentelemetry::KeyValue::new("operation", "embeddings"),
+                    opentelemetry::KeyValue::new(
+                        "outcome",
+                        if response.is_ok() { "ok" } else { "error" },
+                    ),
+                ],
+            );
+            let response = response.map_err(provider_error)?;
             if response.data.len() != batch.len() {
                 return Err(ProviderError::BadGateway(format!(
                     "asked for {} embeddings, got {}",
@@ -276,8 +316,9 @@ impl Analyst for OpenAiAnalyst {
             + micro_usd(usage.completion_tokens, config.chat_output_usd_per_mtok)
     }
 
-    #[tracing::instrument(skip_all, fields(model = %self.api.config.chat_model, sources = hits.len()))]
+    #[tracing::instrument(name = "openai.chat", skip_all, fields(model = %self.api.config.chat_model, sources = hits.len(), tenant_id, tier, route))]
     async fn analyze(&self, question: &str, hits: &[ChunkHit]) -> Result<Analysis, ServiceError> {
+        crate::telemetry::record_seat(&tracing::Span::current());
         let response = self
             .api
             .client

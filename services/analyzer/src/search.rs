@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
+use tracing::Instrument as _;
 use utoipa::ToSchema;
 
 use crate::cache::{Cache, CacheStats};
@@ -213,7 +214,11 @@ impl Retriever<'_> {
                 self.embedder.model(),
                 sha256_hex(&[query.trim()])
             );
-            let lookup = self.cache.get(tenant, &key).await;
+            let lookup = self
+                .cache
+                .get(tenant, &key)
+                .instrument(crate::op_span!("cache.get", entry = "embedding"))
+                .await;
             self.stats.record(&lookup);
             if let Ok(Some(bytes)) = &lookup
                 && bytes.len() == 4 * self.embedder.dimensions()
@@ -227,9 +232,18 @@ impl Retriever<'_> {
         } else {
             None
         };
-        let mut embedded = self.embedder.embed(&[query.to_owned()]).await?;
+        let mut embedded = self
+            .embedder
+            .embed(&[query.to_owned()])
+            .instrument(crate::op_span!(
+                "embed",
+                model = self.embedder.model(),
+                inputs = 1
+            ))
+            .await?;
         self.usage.add_embedding(
             tenant,
+            self.embedder.model(),
             embedded.tokens,
             self.embedder.cost_micro_usd(embedded.tokens),
         );
@@ -241,6 +255,7 @@ impl Retriever<'_> {
             if self
                 .cache
                 .put(tenant, &key, bytes.into(), self.ttl, self.cache_budget)
+                .instrument(crate::op_span!("cache.put", entry = "embedding"))
                 .await
                 .is_err()
             {
@@ -253,7 +268,7 @@ impl Retriever<'_> {
     /// Run `retrieval` for `tenant`. An unknown collection is a 404; the
     /// default collection always exists (it may be empty). A cache failure
     /// is counted and the search runs without it.
-    #[tracing::instrument(skip_all, fields(tenant_id = %tenant, top_k = retrieval.top_k))]
+    #[tracing::instrument(name = "retrieve", skip_all, fields(tenant_id = %tenant, top_k = retrieval.top_k))]
     pub async fn retrieve(
         &self,
         tenant: &TenantId,
@@ -270,7 +285,11 @@ impl Retriever<'_> {
             )));
         }
         let key = retrieval.cache_key(self.embedder.model(), context.generation);
-        let lookup = self.cache.get(tenant, &key).await;
+        let lookup = self
+            .cache
+            .get(tenant, &key)
+            .instrument(crate::op_span!("cache.get", entry = "search"))
+            .await;
         self.stats.record(&lookup);
         match lookup {
             Ok(Some(bytes)) => match serde_json::from_slice::<Vec<ChunkHit>>(&bytes) {
@@ -301,6 +320,7 @@ impl Retriever<'_> {
             && let Err(e) = self
                 .cache
                 .put(tenant, &key, bytes.into(), self.ttl, self.cache_budget)
+                .instrument(crate::op_span!("cache.put", entry = "search"))
                 .await
         {
             self.stats.bypassed.fetch_add(1, Ordering::Relaxed);

@@ -63,6 +63,19 @@ pub struct Db {
     backend: Backend,
 }
 
+/// A connection pool's counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// `main`, or `standard` for the standard tier's SQLite pool.
+    pub name: &'static str,
+    /// Connections lent out.
+    pub in_use: u32,
+    /// Connections open and idle.
+    pub idle: u32,
+    /// The pool's bound.
+    pub max: u32,
+}
+
 /// A document as stored: what `GET /v1/documents/{id}` returns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredDocument {
@@ -229,6 +242,25 @@ impl Db {
 
     /// The pool for the work being done: the standard pool for a standard
     /// tenant's request when there is one, else the main pool.
+    /// Connection counts of each pool (`main`, and `standard` on SQLite in
+    /// the server), for metrics.
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        let stats = |name, pool: &AnyPool| {
+            let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+            PoolStats {
+                name,
+                in_use: pool.size().saturating_sub(idle),
+                idle,
+                max: pool.options().get_max_connections(),
+            }
+        };
+        let mut all = vec![stats("main", &self.pool)];
+        if let Some(standard) = &self.standard {
+            all.push(stats("standard", standard));
+        }
+        all
+    }
+
     fn pool(&self) -> &AnyPool {
         match (&self.standard, crate::lanes::tier()) {
             (Some(standard), Some(Tier::Standard)) => standard,
@@ -712,10 +744,17 @@ mod tests {
         let standard = db.standard.clone().expect("a standard pool on SQLite");
         assert_eq!(standard.size(), 2, "opened whole, at start");
         assert_eq!(db.pool.size(), 2, "opened whole, at start");
+        let stats = db.pool_stats();
+        assert_eq!(stats.len(), 2);
+        assert_eq!(
+            (stats[1].name, stats[1].idle, stats[1].max),
+            ("standard", 2, 2)
+        );
 
         let seat = |tier| Seat {
             tenant: TenantId::generate(),
             tier,
+            route: std::sync::Arc::from("/test"),
         };
         let picks_standard =
             |db: Db| async move { std::ptr::eq(db.pool(), db.standard.as_ref().expect("pool")) };

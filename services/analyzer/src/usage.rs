@@ -83,8 +83,16 @@ impl UsageRecorder {
         }
     }
 
-    /// Count an embedding call's tokens and cost.
-    pub fn add_embedding(&self, tenant: &TenantId, tokens: u64, cost_micro_usd: u64) {
+    /// Count an embedding call's tokens and cost (in the ledger and in
+    /// the per-tenant metrics).
+    pub fn add_embedding(&self, tenant: &TenantId, model: &str, tokens: u64, cost_micro_usd: u64) {
+        crate::telemetry::metrics::llm_usage(
+            tenant.as_str(),
+            model,
+            "embedding",
+            tokens,
+            cost_micro_usd,
+        );
         if tokens > 0 {
             self.add(tenant, metrics::EMBEDDING_TOKENS, saturating_i64(tokens));
             self.add(
@@ -95,8 +103,19 @@ impl UsageRecorder {
         }
     }
 
-    /// Count an LLM call's tokens and cost.
-    pub fn add_llm(&self, tenant: &TenantId, prompt: u64, completion: u64, cost_micro_usd: u64) {
+    /// Count an LLM call's tokens and cost (in the ledger and in the
+    /// per-tenant metrics).
+    pub fn add_llm(
+        &self,
+        tenant: &TenantId,
+        model: &str,
+        prompt: u64,
+        completion: u64,
+        cost_micro_usd: u64,
+    ) {
+        let metric = crate::telemetry::metrics::llm_usage;
+        metric(tenant.as_str(), model, "prompt", prompt, cost_micro_usd);
+        metric(tenant.as_str(), model, "completion", completion, 0);
         if prompt + completion > 0 {
             self.add(tenant, metrics::LLM_PROMPT_TOKENS, saturating_i64(prompt));
             self.add(

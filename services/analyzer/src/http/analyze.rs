@@ -2,6 +2,7 @@
 //! server-sent events.
 
 use std::convert::Infallible;
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::response::sse::{Event, Sse};
@@ -9,7 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use futures::{StreamExt as _, stream};
+use opentelemetry::KeyValue;
 use serde_json::json;
+use tracing::Instrument as _;
 
 use super::AppState;
 use super::error::{ApiError, Problem};
@@ -50,22 +53,32 @@ pub(super) async fn analyze(
         .retrieve(&tenant.id, &retrieval)
         .await?;
     state.usage.add(&tenant.id, metrics::ANALYSES, 1);
+    let began = Instant::now();
+    let span = crate::op_span!("llm", model = state.analyst.model(), stream = body.stream);
     if !body.stream {
         let analysis = state
             .analyst
             .analyze(&retrieval.query, &retrieved.hits)
-            .await?;
+            .instrument(span)
+            .await;
+        llm_timing(&state, began, analysis.is_ok());
+        let analysis = analysis?;
         record_llm_usage(&state, &tenant.id, &analysis.usage);
         return Ok(Json(analysis).into_response());
+    }
+    let started = state
+        .analyst
+        .analyze_stream(&retrieval.query, &retrieved.hits)
+        .instrument(span)
+        .await;
+    if started.is_err() {
+        llm_timing(&state, began, false);
     }
     let AnswerStream {
         citations,
         model,
         events,
-    } = state
-        .analyst
-        .analyze_stream(&retrieval.query, &retrieved.hits)
-        .await?;
+    } = started?;
     let head = stream::once(async move {
         Ok::<_, Infallible>(json_event("citations", &json!({ "citations": citations })))
     });
@@ -74,10 +87,12 @@ pub(super) async fn analyze(
         Ok::<_, Infallible>(match event {
             Ok(AnswerEvent::Delta(text)) => json_event("delta", &json!({ "text": text })),
             Ok(AnswerEvent::Done(usage)) => {
+                llm_timing(&state, began, true);
                 record_llm_usage(&state, &tenant_id, &usage);
                 json_event("done", &json!({ "model": model, "usage": usage }))
             }
             Err(e) => {
+                llm_timing(&state, began, false);
                 // The status line is gone by now: the failure is an event,
                 // with the same problem the non-streaming call would get.
                 let response = ApiError::from(e).into_response();
@@ -93,9 +108,22 @@ fn json_event(name: &str, data: &serde_json::Value) -> Event {
     Event::default().event(name).data(data.to_string())
 }
 
+/// The answer's duration (a stream's: to its last event), by model.
+fn llm_timing(state: &AppState, began: Instant, ok: bool) {
+    crate::telemetry::metrics::metrics().llm_duration.record(
+        began.elapsed().as_secs_f64(),
+        &[
+            KeyValue::new("model", state.analyst.model().to_owned()),
+            KeyValue::new("operation", "chat"),
+            KeyValue::new("outcome", if ok { "ok" } else { "error" }),
+        ],
+    );
+}
+
 fn record_llm_usage(state: &AppState, tenant: &TenantId, usage: &Usage) {
     state.usage.add_llm(
         tenant,
+        state.analyst.model(),
         usage.prompt_tokens,
         usage.completion_tokens,
         state.analyst.cost_micro_usd(usage),

@@ -4,11 +4,12 @@
 //! (a streamed analysis counts for as long as it streams).
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -40,9 +41,14 @@ pub(super) async fn enforce(
             req.extensions_mut().insert(rate);
             let gate = state.limiter.db_gate(&tenant.id, tenant.tier);
             let tier = tenant.tier;
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", MatchedPath::as_str);
             let seat = Seat {
                 tenant: tenant.id.clone(),
                 tier,
+                route: Arc::from(route),
             };
             let handled = lanes::handle(tier, seated(seat, with_db_gate(gate, next.run(req))));
             let response = match handled.await {
@@ -64,7 +70,10 @@ pub(super) async fn enforce(
                 }),
             )
         }
-        Err(refusal) => refused(tenant.tier, &refusal),
+        Err(refusal) => {
+            crate::telemetry::metrics::refusal(tenant.id.as_str(), refusal.kind.as_str());
+            refused(tenant.tier, &refusal)
+        }
     }
 }
 

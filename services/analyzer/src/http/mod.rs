@@ -23,12 +23,13 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use opentelemetry::KeyValue;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
+use tower_http::trace::{DefaultOnResponse, OnResponse as _, TraceLayer};
+use tracing::{Instrument as _, Level};
 
 use crate::analyze::Analyst;
 use crate::auth::{AuthError, Authenticator, Principal};
@@ -37,6 +38,7 @@ use crate::config::Config;
 use crate::embed::Embedder;
 use crate::search::Retriever;
 use crate::store::Db;
+use crate::telemetry::{self, propagation};
 use crate::usage::{UsageRecorder, metrics};
 use crate::vectors::VectorStore;
 use error::{ApiError, Problem};
@@ -75,6 +77,11 @@ impl AppState {
     /// Wrap the parts.
     pub fn new(inner: AppInner) -> Self {
         Self(Arc::new(inner))
+    }
+
+    /// A handle that does not keep the state alive (metric callbacks).
+    pub fn downgrade(&self) -> std::sync::Weak<AppInner> {
+        Arc::downgrade(&self.0)
     }
 
     /// A retriever over this state's stores, embedder and cache, for a
@@ -129,16 +136,35 @@ pub fn router(state: AppState) -> Router {
                 .get(&X_REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            tracing::info_span!(
+            let span = tracing::info_span!(
                 "request",
+                "otel.name" = format!("{} {route}", req.method()),
+                "otel.kind" = "server",
+                "otel.status_code" = tracing::field::Empty,
                 method = %req.method(),
                 route,
                 request_id,
+                status = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
                 tenant_id = tracing::field::Empty,
                 tier = tracing::field::Empty,
-            )
+            );
+            if let Some(trace_id) = propagation::continue_trace(&span, req.headers()) {
+                span.record("trace_id", tracing::field::display(trace_id));
+            }
+            span
         })
-        .on_response(DefaultOnResponse::new().level(Level::INFO));
+        .on_response(
+            |response: &Response, latency: Duration, span: &tracing::Span| {
+                span.record("status", response.status().as_u16());
+                if response.status().is_server_error() {
+                    span.record("otel.status_code", "ERROR");
+                }
+                DefaultOnResponse::new()
+                    .level(Level::INFO)
+                    .on_response(response, latency, span);
+            },
+        );
 
     Router::new()
         .merge(public)
@@ -146,6 +172,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::from_fn(measure))
                 .layer(SetRequestIdLayer::new(
                     X_REQUEST_ID.clone(),
                     MakeRequestUuid,
@@ -279,31 +306,119 @@ async fn limit_body(State(max_body): State<usize>, req: Request, next: Next) -> 
     too_large.into_response()
 }
 
+/// The tier label of a request's metrics, set on its response once the
+/// caller is known: `premium`, `standard`, `admin`; `none` when unknown.
+#[derive(Debug, Clone, Copy)]
+struct TierLabel(&'static str);
+
+/// Count and time every request (`analyzer_http_*`), by route, method,
+/// status and tier, and keep the in-flight gauge.
+async fn measure(req: Request, next: Next) -> Response {
+    let began = std::time::Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = req.method().as_str().to_owned();
+    let m = telemetry::metrics::metrics();
+    m.in_flight.add(1, &[]);
+    // Counted down on drop as well: a request whose client went away.
+    let _in_flight = scopeguard(|| m.in_flight.add(-1, &[]));
+    let response = next.run(req).await;
+    let tier = response
+        .extensions()
+        .get::<TierLabel>()
+        .map_or("none", |t| t.0);
+    let labels = [
+        KeyValue::new("route", route),
+        KeyValue::new("method", method),
+        KeyValue::new("status", i64::from(response.status().as_u16())),
+        KeyValue::new("tier", tier),
+    ];
+    m.requests.add(1, &labels);
+    m.request_duration
+        .record(began.elapsed().as_secs_f64(), &labels);
+    response
+}
+
+/// Runs `f` when dropped.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
+/// The outcome label of a token check.
+fn validation_outcome(result: &Result<Principal, AuthError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(AuthError::Missing) => "missing",
+        Err(AuthError::Invalid(_)) => "invalid",
+        Err(AuthError::UnknownTenant) => "unknown_tenant",
+        Err(AuthError::Suspended) => "suspended",
+        Err(AuthError::Forbidden(_)) => "forbidden",
+        Err(AuthError::KeysUnavailable(_)) => "keys_unavailable",
+        Err(AuthError::Store(_)) => "error",
+    }
+}
+
 /// Resolve the bearer token into a [`Principal`] for the `/v1` routes.
 async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let token = match bearer(&req) {
-        Ok(t) => t,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let principal = match state.auth.authenticate(&state.db, token).await {
+    let span = tracing::info_span!(
+        "auth",
+        route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str),
+        outcome = tracing::field::Empty,
+        tenant_id = tracing::field::Empty,
+        tier = tracing::field::Empty,
+    );
+    // Owned: the request body is not `Sync`, so the future may not borrow it.
+    let token = bearer(&req).map(str::to_owned);
+    let checked = async {
+        let token = token?;
+        state.auth.authenticate(&state.db, &token).await
+    }
+    .instrument(span.clone())
+    .await;
+    let outcome = validation_outcome(&checked);
+    span.record("outcome", outcome);
+    telemetry::metrics::metrics()
+        .token_validations
+        .add(1, &[KeyValue::new("outcome", outcome)]);
+    let principal = match checked {
         Ok(p) => p,
         Err(e) => return ApiError::from(e).into_response(),
     };
     let tenant = match &principal {
         Principal::Tenant(tenant) => {
-            let span = tracing::Span::current();
-            span.record("tenant_id", tenant.id.as_str());
-            span.record("tier", tenant.tier.as_str());
+            for span in [&tracing::Span::current(), &span] {
+                span.record("tenant_id", tenant.id.as_str());
+                span.record("tier", tenant.tier.as_str());
+            }
             state.usage.add(&tenant.id, metrics::API_CALLS, 1);
             Some(tenant.clone())
         }
         Principal::Admin => None,
     };
     req.extensions_mut().insert(principal);
-    match tenant {
-        Some(tenant) => limited::enforce(&state, &tenant, req, next).await,
-        None => next.run(req).await,
-    }
+    let (mut response, tier) = match tenant {
+        Some(tenant) => (
+            limited::enforce(&state, &tenant, req, next).await,
+            tenant.tier.as_str(),
+        ),
+        None => (next.run(req).await, "admin"),
+    };
+    response.extensions_mut().insert(TierLabel(tier));
+    response
 }
 
 fn bearer(req: &Request) -> Result<&str, AuthError> {

@@ -9,6 +9,7 @@
 
 pub mod breaker;
 pub mod edge;
+pub mod metered;
 pub mod qdrant;
 
 use async_trait::async_trait;

@@ -81,6 +81,20 @@ impl QdrantStore {
         })
     }
 
+    /// The client for a call made in the current span: the W3C trace
+    /// context rides along as gRPC metadata (`traceparent`).
+    fn traced(&self) -> std::borrow::Cow<'_, Qdrant> {
+        let headers = crate::telemetry::propagation::current_headers();
+        if headers.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.client);
+        }
+        let mut client = self.client.clone();
+        for (key, value) in headers {
+            client = client.with_header(key, value);
+        }
+        std::borrow::Cow::Owned(client)
+    }
+
     /// Create the collection and its payload indexes if missing, once per
     /// process: every call runs this first, so a Qdrant that was down at
     /// start gets them from the first call that reaches it.
@@ -161,7 +175,7 @@ impl VectorStore for QdrantStore {
                 )
             })
             .collect();
-        self.client
+        self.traced()
             .upsert_points(UpsertPointsBuilder::new(&self.collection, points).wait(true))
             .await
             .map_err(unavailable)?;
@@ -182,7 +196,7 @@ impl VectorStore for QdrantStore {
         let ids = revision_point_ids(tenant, document_id, revision, count)
             .map(|id| id.to_string().into())
             .collect();
-        self.client
+        self.traced()
             .delete_points(
                 DeletePointsBuilder::new(&self.collection)
                     .points(PointsIdsList { ids })
@@ -203,7 +217,7 @@ impl VectorStore for QdrantStore {
             tenant,
             vec![Condition::matches(keys::DOCUMENT, document_id.to_owned())],
         );
-        self.client
+        self.traced()
             .delete_points(
                 DeletePointsBuilder::new(&self.collection)
                     .points(filter)
@@ -233,7 +247,7 @@ impl VectorStore for QdrantStore {
             });
         }
         let response = self
-            .client
+            .traced()
             .search_points(
                 SearchPointsBuilder::new(&self.collection, query.vector, query.top_k as u64)
                     .filter(Self::filter(tenant, conditions))

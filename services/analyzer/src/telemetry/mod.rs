@@ -1,0 +1,165 @@
+//! Telemetry: how the service explains itself.
+//!
+//! - Logs: JSON lines (CloudWatch Logs) or human text, filtered by
+//!   `RUST_LOG`; every line written inside a request carries its trace id,
+//!   request id, route, tenant and tier ([`logs`]).
+//! - Traces: `tracing` spans, turned into OpenTelemetry spans by
+//!   tracing-opentelemetry: one trace per request (the W3C `traceparent`
+//!   of the caller continued, and passed on to OpenAI and Qdrant), with
+//!   spans for auth, cache, embedding, vector search, LLM and store
+//!   writes. Exported over OTLP when the standard `OTEL_*` variables name
+//!   an endpoint ([`export`]); otherwise nothing leaves the process.
+//! - Metrics: OpenTelemetry instruments ([`metrics`]), exported over OTLP
+//!   the same way and rendered as Prometheus text at `/metrics`.
+
+pub mod export;
+mod logs;
+pub mod metrics;
+pub mod propagation;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+pub use export::Exports;
+
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// Standard output (the server).
+    Stdout,
+    /// Standard error (CLI commands, whose stdout is their result).
+    Stderr,
+}
+
+/// The longest each exporter may take to send its last batch at exit.
+const EXPORT_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The installed providers, flushed and stopped by [`Telemetry::shutdown`].
+#[derive(Debug)]
+pub struct Telemetry {
+    tracer: SdkTracerProvider,
+    meter: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
+}
+
+impl Telemetry {
+    /// Export what is still buffered and stop the exporters. Blocks (the
+    /// exporters' HTTP client is a blocking one): call it off the runtime's
+    /// workers.
+    pub fn shutdown(self) {
+        // Bounded: a collector that is gone must not hold the exit past
+        // the orchestrator's stop timeout (the drain has used most of it).
+        if let Err(e) = self.tracer.shutdown_with_timeout(EXPORT_SHUTDOWN) {
+            tracing::warn!(error = %e, "trace export did not shut down cleanly");
+        }
+        if let Some(meter) = self.meter
+            && let Err(e) = meter.shutdown_with_timeout(EXPORT_SHUTDOWN)
+        {
+            tracing::warn!(error = %e, "metric export did not shut down cleanly");
+        }
+    }
+}
+
+/// Install logging, tracing and metrics for the process. `exports` says
+/// what leaves it over OTLP (see [`Exports::from_env`]); with nothing
+/// exported, spans still get trace ids (for the logs and for propagation)
+/// but are not recorded.
+pub fn init(sink: Sink, exports: &Exports) -> anyhow::Result<Telemetry> {
+    // qdrant-edge logs its WAL at info and, at every start, two warnings
+    // about process-wide defaults (feature flags, an mmap probe) that Edge
+    // never initializes; they are not actionable, so its chatter is cut to
+    // what matters.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(
+            "info,sqlx=warn,qdrant_edge=warn,qdrant_edge::common::flags=error,\
+             qdrant_edge::common::mmap=error",
+        )
+    });
+    let resource = export::resource();
+    let mut tracer = SdkTracerProvider::builder().with_resource(resource.clone());
+    tracer = match exports.span_exporter()? {
+        // The sampler comes from OTEL_TRACES_SAMPLER (default: parent-based,
+        // always on).
+        Some(exporter) => tracer.with_batch_exporter(exporter),
+        None => tracer.with_sampler(Sampler::AlwaysOff),
+    };
+    let tracer = tracer.build();
+    let meter = match exports.metric_exporter()? {
+        Some(exporter) => Some(metrics::install_with_otlp(exporter, resource)),
+        None => {
+            metrics::install_local(resource);
+            None
+        }
+    };
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer.tracer("analyzer"))
+        // Contexts are read from spans where they are needed
+        // (`propagation`), not activated on every poll.
+        .with_context_activation(false)
+        .with_location(false)
+        .with_threads(false);
+    let text = std::env::var("ANALYZER_LOG_FORMAT").is_ok_and(|v| v == "text");
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(otel)
+        .with(logs::RequestFieldsLayer);
+    let result = match (text, sink) {
+        (true, Sink::Stdout) => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stdout))
+            .try_init(),
+        (true, Sink::Stderr) => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
+        (false, Sink::Stdout) => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(logs::JsonLines)
+                    .with_writer(std::io::stdout),
+            )
+            .try_init(),
+        (false, Sink::Stderr) => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(logs::JsonLines)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+    };
+    // Already installed (tests): keep the first.
+    let _ = result;
+    Ok(Telemetry { tracer, meter })
+}
+
+/// Record the tenant id, tier and route of the request being served on
+/// `span` (declared with those fields empty), as [`op_span!`] does at
+/// creation.
+pub fn record_seat(span: &tracing::Span) {
+    if let Some(seat) = crate::lanes::seat() {
+        span.record("tenant_id", seat.tenant.as_str());
+        span.record("tier", seat.tier.as_str());
+        span.record("route", seat.route.as_ref());
+    }
+}
+
+/// A span for one step of a tenant's request, carrying the tenant id,
+/// tier and route of the request being served (empty outside one) and the
+/// extra fields given: `op_span!("vector.search", top_k = 5)`.
+#[macro_export]
+macro_rules! op_span {
+    ($name:literal $(, $($fields:tt)+)?) => {{
+        let seat = $crate::lanes::seat();
+        let seat = seat.as_ref();
+        ::tracing::info_span!(
+            $name,
+            tenant_id = seat.map(|s| s.tenant.as_str()),
+            tier = seat.map(|s| s.tier.as_str()),
+            route = seat.map(|s| s.route.as_ref()),
+            $($($fields)+)?
+        )
+    }};
+}
