@@ -97,3 +97,27 @@ async fn cli_tenants_and_tokens_work_against_the_server() {
         "the tier comes from the record: {usage}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_exits_zero_only_while_the_server_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path(), None, Options::default())
+        .await
+        .expect("server");
+    let port = server.base.rsplit(':').next().expect("a port").to_owned();
+    let (ok, _, err) = cli(dir.path(), None, &[], &["healthcheck", "--port", &port]);
+    assert!(ok, "{err}");
+    // From ANALYZER_BIND, as in the container.
+    let bind = format!("0.0.0.0:{port}");
+    let (ok, _, err) = cli(
+        dir.path(),
+        None,
+        &[("ANALYZER_BIND", &bind)],
+        &["healthcheck"],
+    );
+    assert!(ok, "{err}");
+    drop(server);
+    let (ok, _, err) = cli(dir.path(), None, &[], &["healthcheck", "--port", &port]);
+    assert!(!ok);
+    assert!(err.contains(&format!("127.0.0.1:{port}/health")), "{err}");
+}

@@ -39,6 +39,13 @@ enum Command {
     /// Usage reports from the ledger.
     #[command(subcommand)]
     Usage(UsageCommand),
+    /// Exit 0 if the server on this host answers `GET /health` with 200
+    /// (the container's health check: the image has no shell or curl).
+    Healthcheck {
+        /// The port to ask; default: the port of ANALYZER_BIND (8000).
+        #[arg(long)]
+        port: Option<u16>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,6 +130,10 @@ struct MintArgs {
 
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Before configuration and Parameter Store: it runs every few seconds.
+    if let Command::Healthcheck { port } = cli.command {
+        return healthcheck(port).await;
+    }
     // Only the server exports telemetry; a CLI command's spans stay local.
     let (sink, exports) = match cli.command {
         Command::Serve => (Sink::Stdout, Exports::from_env(|k| std::env::var(k).ok())),
@@ -166,7 +177,35 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
         Command::Usage(UsageCommand::Report { from, to, format }) => {
             usage_report(config, &from, &to, format).await
         }
+        Command::Healthcheck { port } => healthcheck(port).await,
     }
+}
+
+async fn healthcheck(port: Option<u16>) -> anyhow::Result<()> {
+    let port = match port {
+        Some(port) => port,
+        None => ProcessEnv
+            .var("ANALYZER_BIND")
+            .as_deref()
+            .unwrap_or("0.0.0.0:8000")
+            .parse::<std::net::SocketAddr>()
+            .context("ANALYZER_BIND: expected HOST:PORT")?
+            .port(),
+    };
+    let url = format!("http://127.0.0.1:{port}/health");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()?;
+    let status = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?
+        .status();
+    if !status.is_success() {
+        bail!("GET {url}: {status}");
+    }
+    Ok(())
 }
 
 async fn usage_report(

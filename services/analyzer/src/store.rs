@@ -19,8 +19,14 @@ use crate::config::Config;
 use crate::tenants::{Tenant, TenantId, TenantStatus, Tier};
 use crate::usage;
 
-/// The migrations, embedded in the binary.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The migrations, embedded in the binary. A migration applied by a newer
+/// release is not an error: migrations only add, so an older image runs
+/// on a newer schema, which is what a rollback needs.
+fn migrator() -> sqlx::migrate::Migrator {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator
+}
 
 /// A failure of the relational store. Its text is for logs, not for clients.
 #[derive(Debug, thiserror::Error)]
@@ -281,7 +287,7 @@ impl Db {
 
     /// Apply pending migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await?;
+        migrator().run(&self.pool).await?;
         Ok(())
     }
 
@@ -720,6 +726,33 @@ mod tests {
     use crate::lanes::{Seat, seated};
 
     #[tokio::test]
+    async fn an_older_release_starts_on_a_schema_a_newer_one_migrated() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let env: HashMap<String, String> = [(
+            "ANALYZER_DATA_DIR",
+            dir.path().to_str().expect("utf-8 path"),
+        )]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let config = Config::load(&env).expect("config");
+        let db = Db::connect(&config).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        // A migration this binary does not know, as a later release leaves.
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (99991231000001, 'from the future', TRUE, X'00', 1)",
+        )
+        .execute(&db.pool)
+        .await
+        .expect("record a newer migration");
+        db.migrate()
+            .await
+            .expect("the older release still starts (rollback)");
+        db.close().await;
+    }
+
+    #[tokio::test]
     async fn on_sqlite_standard_requests_use_their_own_pool() {
         crate::lanes::start();
         let dir = tempfile::tempdir().expect("temp dir");
@@ -746,8 +779,9 @@ mod tests {
         assert_eq!(db.pool.size(), 2, "opened whole, at start");
         let stats = db.pool_stats();
         assert_eq!(stats.len(), 2);
+        // Idle and in use move as connections come back; their sum is the pool.
         assert_eq!(
-            (stats[1].name, stats[1].idle, stats[1].max),
+            (stats[1].name, stats[1].in_use + stats[1].idle, stats[1].max),
             ("standard", 2, 2)
         );
 

@@ -108,15 +108,26 @@ fn json_event(name: &str, data: &serde_json::Value) -> Event {
     Event::default().event(name).data(data.to_string())
 }
 
-/// The answer's duration (a stream's: to its last event), by model.
+/// The answer's duration (a stream's: to its last event), by model: in
+/// the metrics and in one log line.
 fn llm_timing(state: &AppState, began: Instant, ok: bool) {
+    let elapsed = began.elapsed();
+    let outcome = if ok { "ok" } else { "error" };
+    let model = state.analyst.model();
     crate::telemetry::metrics::metrics().llm_duration.record(
-        began.elapsed().as_secs_f64(),
+        elapsed.as_secs_f64(),
         &[
-            KeyValue::new("model", state.analyst.model().to_owned()),
+            KeyValue::new("model", model.to_owned()),
             KeyValue::new("operation", "chat"),
-            KeyValue::new("outcome", if ok { "ok" } else { "error" }),
+            KeyValue::new("outcome", outcome),
         ],
+    );
+    tracing::info!(
+        model,
+        outcome,
+        duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        "{}",
+        crate::telemetry::messages::LLM_ANSWER
     );
 }
 

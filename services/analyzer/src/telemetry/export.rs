@@ -19,13 +19,15 @@ use opentelemetry_sdk::Resource;
 /// The one OTLP protocol this build exports with.
 const PROTOCOL: &str = "http/protobuf";
 
-/// Which signals are exported.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Which signals are exported, and as which service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Exports {
     /// Spans, over OTLP.
     pub traces: bool,
     /// Metrics, over OTLP.
     pub metrics: bool,
+    /// `OTEL_SERVICE_NAME`, if set (default `analyzer`).
+    pub service_name: Option<String>,
 }
 
 /// A signal's settings that cannot be served.
@@ -85,6 +87,7 @@ impl Exports {
         Ok(Self {
             traces: signal("TRACES")?,
             metrics: signal("METRICS")?,
+            service_name: set("OTEL_SERVICE_NAME").map(|v| v.trim().to_owned()),
         })
     }
 
@@ -113,19 +116,23 @@ impl Exports {
             .map_err(|e| anyhow::anyhow!("OTLP metric exporter: {e}"))?;
         Ok(Some(exporter))
     }
-}
 
-/// The process as a resource: `service.name` from `OTEL_SERVICE_NAME`
-/// (default `analyzer`), `service.version`, and `OTEL_RESOURCE_ATTRIBUTES`.
-pub(super) fn resource() -> Resource {
-    let mut builder = Resource::builder().with_attribute(opentelemetry::KeyValue::new(
-        "service.version",
-        env!("CARGO_PKG_VERSION"),
-    ));
-    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
-        builder = builder.with_service_name("analyzer");
+    /// The process as a resource: `service.name` (`OTEL_SERVICE_NAME`,
+    /// default `analyzer`), `service.version`, and the SDK's detectors
+    /// (`OTEL_RESOURCE_ATTRIBUTES`).
+    pub(super) fn resource(&self) -> Resource {
+        Resource::builder()
+            .with_attribute(opentelemetry::KeyValue::new(
+                "service.version",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_service_name(
+                self.service_name
+                    .clone()
+                    .unwrap_or_else(|| "analyzer".into()),
+            )
+            .build()
     }
-    builder.build()
 }
 
 #[cfg(test)]
@@ -149,7 +156,10 @@ mod tests {
         );
         assert_eq!(
             exports(&[("OTEL_SERVICE_NAME", "x"), ("OTEL_TRACES_EXPORTER", "otlp")]),
-            Ok(Exports::none())
+            Ok(Exports {
+                service_name: Some("x".into()),
+                ..Exports::none()
+            })
         );
     }
 
@@ -160,14 +170,16 @@ mod tests {
             exports(&[endpoint]),
             Ok(Exports {
                 traces: true,
-                metrics: true
+                metrics: true,
+                service_name: None
             })
         );
         assert_eq!(
             exports(&[endpoint, ("OTEL_METRICS_EXPORTER", "none")]),
             Ok(Exports {
                 traces: true,
-                metrics: false
+                metrics: false,
+                service_name: None
             })
         );
         assert_eq!(
@@ -177,7 +189,8 @@ mod tests {
             )]),
             Ok(Exports {
                 traces: true,
-                metrics: false
+                metrics: false,
+                service_name: None
             })
         );
         assert_eq!(

@@ -25,6 +25,17 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 pub use export::Exports;
 
+/// Log messages that CloudWatch metric filters match (the alarms in
+/// `infra/modules/monitoring`; a test checks the two agree).
+pub mod messages {
+    /// The vector store's circuit breaker opened (error, `open_for_s`).
+    pub const BREAKER_OPENED: &str = "vector store circuit opened";
+    /// The breaker closed again (info).
+    pub const BREAKER_CLOSED: &str = "vector store circuit closed";
+    /// An answer of `/v1/analyze` (info, `model`, `outcome`, `duration_ms`).
+    pub const LLM_ANSWER: &str = "llm answer";
+}
+
 /// Where log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sink {
@@ -77,7 +88,7 @@ pub fn init(sink: Sink, exports: &Exports) -> anyhow::Result<Telemetry> {
              qdrant_edge::common::mmap=error",
         )
     });
-    let resource = export::resource();
+    let resource = exports.resource();
     let mut tracer = SdkTracerProvider::builder().with_resource(resource.clone());
     tracer = match exports.span_exporter()? {
         // The sampler comes from OTEL_TRACES_SAMPLER (default: parent-based,

@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::{ChunkHit, ChunkPoint, SearchQuery, VectorError, VectorStore};
+use crate::telemetry::messages::{BREAKER_CLOSED as CLOSED, BREAKER_OPENED as OPENED};
 use crate::tenants::TenantId;
 
 /// Breaker settings.
@@ -116,16 +117,29 @@ impl Breaker {
         let open = State::Open {
             until: Instant::now() + self.config.open_for,
         };
-        *state = match (*state, success) {
+        let before = *state;
+        *state = match (before, success) {
             (_, true) => State::Closed { failures: 0 },
             (State::Closed { failures }, false) if failures + 1 < self.config.failure_threshold => {
                 State::Closed {
                     failures: failures + 1,
                 }
             }
-            (State::HalfOpen { .. }, false) if !ticket.probe => *state,
+            (State::HalfOpen { .. }, false) if !ticket.probe => before,
             (_, false) => open,
         };
+        // Transitions are logged: the CloudWatch alarm "Qdrant unreachable"
+        // counts OPENED lines (infra/modules/monitoring).
+        match (before, *state) {
+            (State::Open { .. }, State::Open { .. }) => {}
+            (_, State::Open { .. }) => {
+                tracing::error!(open_for_s = self.config.open_for.as_secs(), "{OPENED}")
+            }
+            (State::Open { .. } | State::HalfOpen { .. }, State::Closed { .. }) => {
+                tracing::info!("{CLOSED}");
+            }
+            _ => {}
+        }
     }
 
     /// Run `call` under the breaker with the call deadline.

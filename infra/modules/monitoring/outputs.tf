@@ -1,0 +1,4 @@
+output "alarm_topic_arn" {
+  description = "Where alarms go."
+  value       = aws_sns_topic.alarms.arn
+}
