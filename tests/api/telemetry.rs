@@ -231,8 +231,8 @@ async fn nothing_is_exported_without_otel_variables_but_logs_still_carry_trace_i
     assert_eq!(status, 200);
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(otlp.spans().is_empty() && otlp.metric_names().is_empty());
-    // The caller's trace id is still the request's, in the logs and
-    // towards the provider (not sampled: nothing records it).
+    // The caller's trace id is still the request's, in the logs, and its
+    // context goes on to the provider unchanged (this hop records nothing).
     let output = s.output();
     assert!(
         output
@@ -242,12 +242,41 @@ async fn nothing_is_exported_without_otel_variables_but_logs_still_carry_trace_i
         "{output}"
     );
     let calls = fake.state.requests();
+    let passed_on = format!("00-{TRACE}-{CALLER_SPAN}-01");
     assert!(
-        calls.iter().any(|r| r
-            .traceparent
-            .as_deref()
-            .is_some_and(|t| t.starts_with(&format!("00-{TRACE}-")) && t.ends_with("-00"))),
+        !calls.is_empty()
+            && calls
+                .iter()
+                .all(|r| r.traceparent.as_deref() == Some(passed_on.as_str())),
         "{calls:?}"
+    );
+    // A request without a trace starts one: its id is in its log lines.
+    let r = s
+        .request(reqwest::Method::POST, "/v1/search", &token)
+        .header("x-request-id", "untraced-1")
+        .json(&json!({"query": "something else"}))
+        .send()
+        .await
+        .expect("search");
+    assert_eq!(r.status(), 200);
+    let output = s.output();
+    let line = output
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["request_id"] == "untraced-1")
+        .expect("a log line of the request");
+    let trace_id = line["trace_id"].as_str().expect("a trace id");
+    assert!(trace_id.len() == 32 && trace_id != TRACE && trace_id != "0".repeat(32));
+    let last = fake
+        .state
+        .requests()
+        .pop()
+        .expect("the query's embedding call");
+    assert!(
+        last.traceparent
+            .as_deref()
+            .is_some_and(|t| t.starts_with(&format!("00-{trace_id}-"))),
+        "{last:?}"
     );
 }
 

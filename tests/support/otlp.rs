@@ -2,8 +2,8 @@
 //! `POST /v1/traces` and `POST /v1/metrics` with protobuf bodies, as an
 //! OpenTelemetry collector's port 4318 does, decodes them with the
 //! protocol's own message types and keeps what arrived for the test.
-//! Anything else (another path, JSON, an undecodable body) is answered
-//! 415/400/404 and counted, so a wrong export fails the test.
+//! A body that is not OTLP/protobuf (JSON, undecodable) is answered 415
+//! and counted, so a wrong export fails the test; other paths get 404.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +17,6 @@ use axum::routing::post;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use prost::Message as _;
 
 /// One span as received.
 #[derive(Debug, Clone)]
@@ -78,11 +77,32 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn is_protobuf(headers: &HeaderMap) -> bool {
-    headers
+/// Decode an export request of type `M` and keep it with `keep`; a body
+/// that is not OTLP/protobuf is refused and counted.
+fn intake<M: prost::Message + Default>(
+    received: &Mutex<Received>,
+    headers: &HeaderMap,
+    body: Bytes,
+    keep: impl FnOnce(&mut Received, M),
+) -> StatusCode {
+    let protobuf = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-protobuf"))
+        .is_some_and(|v| v.starts_with("application/x-protobuf"));
+    let decoded = protobuf.then(|| M::decode(body).ok()).flatten();
+    let Ok(mut r) = received.lock() else {
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    };
+    match decoded {
+        Some(request) => {
+            keep(&mut r, request);
+            StatusCode::OK
+        }
+        None => {
+            r.rejected += 1;
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        }
+    }
 }
 
 async fn traces(
@@ -90,35 +110,31 @@ async fn traces(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let decoded = is_protobuf(&headers)
-        .then(|| ExportTraceServiceRequest::decode(body).ok())
-        .flatten();
-    let Ok(mut r) = received.lock() else {
-        return StatusCode::INTERNAL_SERVER_ERROR;
-    };
-    let Some(request) = decoded else {
-        r.rejected += 1;
-        return StatusCode::UNSUPPORTED_MEDIA_TYPE;
-    };
-    for resource_spans in request.resource_spans {
-        let resource = resource_spans
-            .resource
-            .map(|res| attributes(&res.attributes))
-            .unwrap_or_default();
-        for scope in resource_spans.scope_spans {
-            for span in scope.spans {
-                r.spans.push(ReceivedSpan {
-                    name: span.name,
-                    trace_id: hex(&span.trace_id),
-                    span_id: hex(&span.span_id),
-                    parent_span_id: hex(&span.parent_span_id),
-                    attributes: attributes(&span.attributes),
-                    resource: resource.clone(),
-                });
+    intake(
+        &received,
+        &headers,
+        body,
+        |r, request: ExportTraceServiceRequest| {
+            for resource_spans in request.resource_spans {
+                let resource = resource_spans
+                    .resource
+                    .map(|res| attributes(&res.attributes))
+                    .unwrap_or_default();
+                for scope in resource_spans.scope_spans {
+                    for span in scope.spans {
+                        r.spans.push(ReceivedSpan {
+                            name: span.name,
+                            trace_id: hex(&span.trace_id),
+                            span_id: hex(&span.span_id),
+                            parent_span_id: hex(&span.parent_span_id),
+                            attributes: attributes(&span.attributes),
+                            resource: resource.clone(),
+                        });
+                    }
+                }
             }
-        }
-    }
-    StatusCode::OK
+        },
+    )
 }
 
 async fn metrics(
@@ -126,26 +142,22 @@ async fn metrics(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let decoded = is_protobuf(&headers)
-        .then(|| ExportMetricsServiceRequest::decode(body).ok())
-        .flatten();
-    let Ok(mut r) = received.lock() else {
-        return StatusCode::INTERNAL_SERVER_ERROR;
-    };
-    let Some(request) = decoded else {
-        r.rejected += 1;
-        return StatusCode::UNSUPPORTED_MEDIA_TYPE;
-    };
-    for resource_metrics in request.resource_metrics {
-        for scope in resource_metrics.scope_metrics {
-            for metric in scope.metrics {
-                if !r.metric_names.contains(&metric.name) {
-                    r.metric_names.push(metric.name);
+    intake(
+        &received,
+        &headers,
+        body,
+        |r, request: ExportMetricsServiceRequest| {
+            for resource_metrics in request.resource_metrics {
+                for scope in resource_metrics.scope_metrics {
+                    for metric in scope.metrics {
+                        if !r.metric_names.contains(&metric.name) {
+                            r.metric_names.push(metric.name);
+                        }
+                    }
                 }
             }
-        }
-    }
-    StatusCode::OK
+        },
+    )
 }
 
 impl OtlpReceiver {

@@ -55,6 +55,8 @@ pub struct Seat {
     pub tier: Tier,
     /// The matched route template (for span attributes).
     pub route: Arc<str>,
+    /// The request's trace context to pass on when spans are not recorded.
+    pub trace: Option<Arc<crate::telemetry::propagation::Passthrough>>,
 }
 
 tokio::task_local! {
@@ -66,9 +68,14 @@ pub async fn seated<F: Future>(seat: Seat, f: F) -> F::Output {
     SEAT.scope(seat, f).await
 }
 
-/// The seat being served, if the task serves one.
-pub fn seat() -> Option<Seat> {
-    SEAT.try_with(Seat::clone).ok()
+/// `f` of the seat being served (`None` outside a tenant's request),
+/// without copying it.
+pub fn with_seat<R>(f: impl FnOnce(Option<&Seat>) -> R) -> R {
+    if SEAT.try_with(|_| ()).is_ok() {
+        SEAT.with(|seat| f(Some(seat)))
+    } else {
+        f(None)
+    }
 }
 
 /// The tier of the tenant being served, if the task serves one.
@@ -378,6 +385,7 @@ mod tests {
             tenant: TenantId::generate(),
             tier: Tier::Standard,
             route: Arc::from("/test"),
+            trace: None,
         };
         let name = seated(
             seat.clone(),
@@ -393,6 +401,7 @@ mod tests {
                     tenant: TenantId::generate(),
                     tier,
                     route: Arc::from("/test"),
+                    trace: None,
                 };
                 seated(seat, run(lowered))
             };

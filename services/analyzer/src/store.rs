@@ -789,6 +789,7 @@ mod tests {
             tenant: TenantId::generate(),
             tier,
             route: std::sync::Arc::from("/test"),
+            trace: None,
         };
         let picks_standard =
             |db: Db| async move { std::ptr::eq(db.pool(), db.standard.as_ref().expect("pool")) };

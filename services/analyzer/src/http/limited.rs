@@ -48,7 +48,11 @@ pub(super) async fn enforce(
             let seat = Seat {
                 tenant: tenant.id.clone(),
                 tier,
-                route: Arc::from(route),
+                route: crate::telemetry::metrics::route_label(route),
+                trace: req
+                    .extensions()
+                    .get::<Arc<crate::telemetry::propagation::Passthrough>>()
+                    .cloned(),
             };
             let handled = lanes::handle(tier, seated(seat, with_db_gate(gate, next.run(req))));
             let response = match handled.await {

@@ -136,9 +136,10 @@ pub fn router(state: AppState) -> Router {
                 .get(&X_REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
+            let exported = telemetry::spans_exported();
             let span = tracing::info_span!(
                 "request",
-                "otel.name" = format!("{} {route}", req.method()),
+                "otel.name" = exported.then(|| format!("{} {route}", req.method())),
                 "otel.kind" = "server",
                 "otel.status_code" = tracing::field::Empty,
                 method = %req.method(),
@@ -149,7 +150,14 @@ pub fn router(state: AppState) -> Router {
                 tenant_id = tracing::field::Empty,
                 tier = tracing::field::Empty,
             );
-            if let Some(trace_id) = propagation::continue_trace(&span, req.headers()) {
+            let trace_id = if exported {
+                propagation::continue_trace(&span, req.headers())
+            } else {
+                req.extensions()
+                    .get::<Arc<propagation::Passthrough>>()
+                    .map(|t| t.trace_id)
+            };
+            if let Some(trace_id) = trace_id {
                 span.record("trace_id", tracing::field::display(trace_id));
             }
             span
@@ -178,6 +186,7 @@ pub fn router(state: AppState) -> Router {
                     MakeRequestUuid,
                 ))
                 .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+                .layer(middleware::from_fn(pass_trace_through))
                 .layer(trace)
                 .layer(middleware::from_fn_with_state(
                     config.limits.max_body_bytes,
@@ -306,6 +315,16 @@ async fn limit_body(State(max_body): State<usize>, req: Request, next: Next) -> 
     too_large.into_response()
 }
 
+/// When spans are not exported: the request's trace context, passed on
+/// as it came (or a new trace), for the logs and the calls downstream.
+async fn pass_trace_through(mut req: Request, next: Next) -> Response {
+    if !telemetry::spans_exported() {
+        let trace = Arc::new(propagation::Passthrough::from_headers(req.headers()));
+        req.extensions_mut().insert(trace);
+    }
+    next.run(req).await
+}
+
 /// The tier label of a request's metrics, set on its response once the
 /// caller is known: `premium`, `standard`, `admin`; `none` when unknown.
 #[derive(Debug, Clone, Copy)]
@@ -315,12 +334,12 @@ struct TierLabel(&'static str);
 /// status and tier, and keep the in-flight gauge.
 async fn measure(req: Request, next: Next) -> Response {
     let began = std::time::Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
-    let method = req.method().as_str().to_owned();
+    let route = telemetry::metrics::route_label(
+        req.extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str),
+    );
+    let method = telemetry::metrics::method_label(req.method());
     let m = telemetry::metrics::metrics();
     m.in_flight.add(1, &[]);
     // Counted down on drop as well: a request whose client went away.
@@ -331,7 +350,7 @@ async fn measure(req: Request, next: Next) -> Response {
         .get::<TierLabel>()
         .map_or("none", |t| t.0);
     let labels = [
-        KeyValue::new("route", route),
+        KeyValue::new("route", opentelemetry::StringValue::from(route)),
         KeyValue::new("method", method),
         KeyValue::new("status", i64::from(response.status().as_u16())),
         KeyValue::new("tier", tier),

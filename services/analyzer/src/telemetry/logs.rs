@@ -116,6 +116,22 @@ impl Visit for EventFields<'_> {
     }
 }
 
+/// Span fields are not formatted for the JSON lines (they carry the
+/// request's fields from [`RequestFieldsLayer`]): the fmt layer would
+/// otherwise format every field of every span into a string.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct NoSpanFields;
+
+impl<'writer> FormatFields<'writer> for NoSpanFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        _writer: Writer<'writer>,
+        _fields: R,
+    ) -> fmt::Result {
+        Ok(())
+    }
+}
+
 /// The JSON line format.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct JsonLines;

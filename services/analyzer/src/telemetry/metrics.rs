@@ -208,6 +208,38 @@ fn meter() -> Meter {
     pipelines().provider.meter("analyzer")
 }
 
+/// One shared copy of each route template (a bounded set: the router's
+/// routes and `unmatched`), so labelling a request allocates nothing.
+pub fn route_label(route: &str) -> Arc<str> {
+    static ROUTES: OnceLock<std::sync::RwLock<std::collections::HashMap<Box<str>, Arc<str>>>> =
+        OnceLock::new();
+    let routes = ROUTES.get_or_init(Default::default);
+    if let Ok(known) = routes.read()
+        && let Some(label) = known.get(route)
+    {
+        return Arc::clone(label);
+    }
+    let label: Arc<str> = Arc::from(route);
+    if let Ok(mut known) = routes.write() {
+        known.insert(Box::from(route), Arc::clone(&label));
+    }
+    label
+}
+
+/// The method label: the standard methods, else `other` (bounded).
+pub fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Count a provider call's tokens and estimated cost for a tenant.
 pub fn llm_usage(tenant: &str, model: &str, kind: &'static str, tokens: u64, cost_micro_usd: u64) {
     let m = metrics();

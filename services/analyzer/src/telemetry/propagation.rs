@@ -1,10 +1,17 @@
-//! W3C trace context in and out: a request's `traceparent` (and
-//! `tracestate`) becomes the parent of its `request` span; calls to OpenAI
-//! (HTTP headers) and Qdrant (gRPC metadata) carry the current span's.
+//! W3C trace context in and out.
+//!
+//! When spans are exported, a request's `traceparent` (and `tracestate`)
+//! becomes the parent of its `request` span, and calls to OpenAI (HTTP
+//! headers) and Qdrant (gRPC metadata) carry the current span's context.
+//! When they are not, the service records no spans and passes the
+//! caller's context on unchanged, as a hop that does not trace would
+//! ([`Passthrough`]; a new trace id when the caller sent none), so the
+//! logs and the calls downstream still share one trace id, at almost no
+//! cost per request.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
-use opentelemetry::trace::{TraceContextExt as _, TraceId};
+use opentelemetry::trace::{SpanId, TraceContextExt as _, TraceId};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -42,6 +49,52 @@ impl Injector for Pairs {
     }
 }
 
+/// A request's trace context when spans are not exported: the caller's,
+/// to pass on as it came, or a new one.
+#[derive(Debug, Clone)]
+pub struct Passthrough {
+    /// The trace id (the logs' `trace_id`).
+    pub trace_id: TraceId,
+    traceparent: String,
+    tracestate: Option<String>,
+}
+
+impl Passthrough {
+    /// The caller's valid `traceparent`, or a new trace (not sampled).
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+        let context = parent.span().span_context().clone();
+        if context.is_valid() {
+            let state = context.trace_state().header();
+            return Self {
+                trace_id: context.trace_id(),
+                traceparent: format!(
+                    "00-{}-{}-{:02x}",
+                    context.trace_id(),
+                    context.span_id(),
+                    context.trace_flags().to_u8()
+                ),
+                tracestate: (!state.is_empty()).then_some(state),
+            };
+        }
+        let trace_id = TraceId::from(rand::random::<u128>().max(1));
+        let span_id = SpanId::from(rand::random::<u64>().max(1));
+        Self {
+            trace_id,
+            traceparent: format!("00-{trace_id}-{span_id}-00"),
+            tracestate: None,
+        }
+    }
+
+    fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        std::iter::once(("traceparent", self.traceparent.as_str())).chain(
+            self.tracestate
+                .as_deref()
+                .map(|state| ("tracestate", state)),
+        )
+    }
+}
+
 /// Continue the caller's trace, if its headers carry a valid one, in
 /// `span`; returns the trace id `span` has now (`None` when no tracing
 /// layer records spans, as in some tests).
@@ -55,23 +108,34 @@ pub fn continue_trace(span: &Span, headers: &HeaderMap) -> Option<TraceId> {
     (id != TraceId::INVALID).then_some(id)
 }
 
-/// Add the current span's `traceparent` (and `tracestate`) to outgoing
-/// HTTP headers.
-pub fn inject(headers: &mut HeaderMap) {
+/// The trace context to send on: the current span's when spans are
+/// recorded, else the request's [`Passthrough`].
+fn outgoing(injector: &mut dyn Injector) {
     let context = Span::current().context();
     if context.span().span_context().is_valid() {
-        TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
+        TraceContextPropagator::new().inject_context(&context, injector);
+        return;
     }
+    crate::lanes::with_seat(|seat| {
+        if let Some(trace) = seat.and_then(|s| s.trace.as_deref()) {
+            for (key, value) in trace.pairs() {
+                injector.set(key, value.to_owned());
+            }
+        }
+    });
 }
 
-/// The current span's trace context as header pairs (for gRPC metadata);
-/// empty outside a trace.
+/// Add the trace context (`traceparent`, `tracestate`) to outgoing HTTP
+/// headers.
+pub fn inject(headers: &mut HeaderMap) {
+    outgoing(&mut HeaderInjector(headers));
+}
+
+/// The trace context as header pairs (for gRPC metadata); empty outside a
+/// traced request.
 pub fn current_headers() -> Vec<(String, String)> {
-    let context = Span::current().context();
     let mut pairs = Pairs(Vec::new());
-    if context.span().span_context().is_valid() {
-        TraceContextPropagator::new().inject_context(&context, &mut pairs);
-    }
+    outgoing(&mut pairs);
     pairs.0
 }
 
@@ -125,5 +189,36 @@ mod tests {
             let id = continue_trace(&fresh, &bad).expect("a new trace id");
             assert_ne!(id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
         });
+    }
+
+    #[test]
+    fn without_recorded_spans_the_callers_context_passes_on_unchanged() {
+        let mut incoming = HeaderMap::new();
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        incoming.insert("traceparent", HeaderValue::from_static(traceparent));
+        incoming.insert("tracestate", HeaderValue::from_static("vendor=abc"));
+        let trace = Passthrough::from_headers(&incoming);
+        assert_eq!(
+            trace.trace_id.to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        let pairs: Vec<_> = trace.pairs().collect();
+        assert_eq!(
+            pairs,
+            [("traceparent", traceparent), ("tracestate", "vendor=abc")]
+        );
+
+        // No (or a broken) context: a new trace, not sampled.
+        let mut bad = HeaderMap::new();
+        bad.insert("traceparent", HeaderValue::from_static("00-zz-yy-01"));
+        let fresh = Passthrough::from_headers(&bad);
+        assert_ne!(fresh.trace_id, TraceId::INVALID);
+        let (_, value) = fresh.pairs().next().expect("a traceparent");
+        assert!(value.starts_with(&format!("00-{}-", fresh.trace_id)));
+        assert!(value.ends_with("-00"));
+        assert_ne!(
+            Passthrough::from_headers(&HeaderMap::new()).trace_id,
+            fresh.trace_id
+        );
     }
 }
