@@ -186,7 +186,6 @@ pub fn router(state: AppState) -> Router {
                     MakeRequestUuid,
                 ))
                 .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
-                .layer(middleware::from_fn(pass_trace_through))
                 .layer(trace)
                 .layer(middleware::from_fn_with_state(
                     config.limits.max_body_bytes,
@@ -315,25 +314,21 @@ async fn limit_body(State(max_body): State<usize>, req: Request, next: Next) -> 
     too_large.into_response()
 }
 
-/// When spans are not exported: the request's trace context, passed on
-/// as it came (or a new trace), for the logs and the calls downstream.
-async fn pass_trace_through(mut req: Request, next: Next) -> Response {
-    if !telemetry::spans_exported() {
-        let trace = Arc::new(propagation::Passthrough::from_headers(req.headers()));
-        req.extensions_mut().insert(trace);
-    }
-    next.run(req).await
-}
-
 /// The tier label of a request's metrics, set on its response once the
 /// caller is known: `premium`, `standard`, `admin`; `none` when unknown.
 #[derive(Debug, Clone, Copy)]
 struct TierLabel(&'static str);
 
 /// Count and time every request (`analyzer_http_*`), by route, method,
-/// status and tier, and keep the in-flight gauge.
-async fn measure(req: Request, next: Next) -> Response {
+/// status and tier, and keep the in-flight gauge. When spans are not
+/// exported, also attach the request's trace context, passed on as it
+/// came (or a new trace), for the logs and the calls downstream.
+async fn measure(mut req: Request, next: Next) -> Response {
     let began = std::time::Instant::now();
+    if !telemetry::spans_exported() {
+        let trace = Arc::new(propagation::Passthrough::from_headers(req.headers()));
+        req.extensions_mut().insert(trace);
+    }
     let route = telemetry::metrics::route_label(
         req.extensions()
             .get::<MatchedPath>()

@@ -32,24 +32,36 @@ const REQUEST_FIELDS: [&str; 6] = [
     "tier",
 ];
 
-/// The request span's fields, as recorded so far.
+/// The request span's fields, as recorded so far (by position in
+/// [`REQUEST_FIELDS`]; kept small, since most requests write no line).
 #[derive(Debug, Default)]
-struct RequestFields(Map<String, Value>);
+struct RequestFields([Option<Box<str>>; REQUEST_FIELDS.len()]);
 
-impl Visit for RequestFields {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if REQUEST_FIELDS.contains(&field.name()) && !value.is_empty() {
-            self.0.insert(field.name().to_owned(), value.into());
+impl RequestFields {
+    fn set(&mut self, field: &Field, value: impl FnOnce() -> Box<str>) {
+        if let Some(i) = REQUEST_FIELDS.iter().position(|f| *f == field.name()) {
+            let value = value();
+            if !value.is_empty() {
+                self.0[i] = Some(value);
+            }
         }
     }
 
+    fn entries(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        REQUEST_FIELDS
+            .iter()
+            .zip(&self.0)
+            .filter_map(|(name, value)| value.as_deref().map(|v| (*name, v)))
+    }
+}
+
+impl Visit for RequestFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.set(field, || Box::from(value));
+    }
+
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if REQUEST_FIELDS.contains(&field.name()) {
-            let text = format!("{value:?}");
-            if !text.is_empty() {
-                self.0.insert(field.name().to_owned(), text.into());
-            }
-        }
+        self.set(field, || format!("{value:?}").into_boxed_str());
     }
 }
 
@@ -165,8 +177,8 @@ where
             for span in scope {
                 leaf.get_or_insert_with(|| span.name());
                 if let Some(request) = span.extensions().get::<RequestFields>() {
-                    for (key, value) in &request.0 {
-                        line.insert(key.clone(), value.clone());
+                    for (key, value) in request.entries() {
+                        line.insert(key.to_owned(), value.into());
                     }
                     break;
                 }
