@@ -216,3 +216,23 @@ async fn dev_mode_prints_a_working_admin_token_and_logs_no_secrets() {
         assert!(!line.contains(secret.trim()), "signing key logged: {line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_start_logs_no_error() {
+    // On a new data dir every SQLite connection is opened at once; none may
+    // fail (a connection that switched to WAL before waiting on the lock
+    // used to log "database is locked").
+    for _ in 0..3 {
+        let env = analyzer_tests::start_with(Vec::new()).await;
+        let s = &env.server;
+        let (status, _) =
+            analyzer_tests::split(s.http.get(s.url("/ready")).send().await.expect("ready")).await;
+        assert_eq!(status, 200);
+        let output = s.output();
+        let errors: Vec<&str> = output
+            .lines()
+            .filter(|l| l.contains("\"level\":\"ERROR\""))
+            .collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+    }
+}

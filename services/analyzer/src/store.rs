@@ -199,9 +199,12 @@ fn pool_options(config: &Config, backend: Backend) -> AnyPoolOptions {
             Box::pin(async move {
                 // WAL lets readers run beside the single writer; the busy
                 // timeout makes concurrent writers wait instead of failing.
+                // The timeout first: on a new file every connection opens at
+                // once, and switching to WAL takes a lock the others must
+                // wait for ("database is locked" otherwise).
                 for pragma in [
-                    "PRAGMA journal_mode = WAL",
                     "PRAGMA busy_timeout = 5000",
+                    "PRAGMA journal_mode = WAL",
                     "PRAGMA synchronous = NORMAL",
                     "PRAGMA foreign_keys = ON",
                 ] {

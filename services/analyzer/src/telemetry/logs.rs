@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
+use tracing_log::NormalizeEvent as _;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::{Context, Layer};
@@ -93,38 +94,45 @@ where
     }
 }
 
-/// An event's own fields, as JSON values.
+/// An event's own fields, as JSON values (without the `log.*` fields of
+/// a `log` record, which become its target).
 struct EventFields<'a>(&'a mut Map<String, Value>);
+
+impl EventFields<'_> {
+    fn put(&mut self, field: &Field, value: impl FnOnce() -> Value) {
+        if !field.name().starts_with("log.") {
+            self.0.insert(field.name().to_owned(), value());
+        }
+    }
+}
 
 impl Visit for EventFields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.put(field, || value.into());
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.put(field, || value.into());
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.put(field, || value.into());
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.put(field, || value.into());
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.put(field, || value.into());
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0
-            .insert(field.name().to_owned(), value.to_string().into());
+        self.put(field, || value.to_string().into());
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .insert(field.name().to_owned(), format!("{value:?}").into());
+        self.put(field, || format!("{value:?}").into());
     }
 }
 
@@ -159,7 +167,9 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let meta = event.metadata();
+        // A `log` record (qdrant-edge) under its own target and level.
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         let mut line = Map::new();
         line.insert(
             "timestamp".into(),
@@ -216,6 +226,32 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn log_records_keep_their_own_target_and_drop_the_bridge_fields() {
+        // How qdrant-edge's `log` records arrive (as in the server).
+        let _ = tracing_log::LogTracer::init();
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .event_format(JsonLines)
+                .with_writer(move || sink.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing_log::log::warn!(target: "qdrant_edge::wal", "segment {} flushed", 7);
+        });
+        let bytes = captured.0.lock().expect("lock").clone();
+        let line: Value = serde_json::from_slice(&bytes).expect("one JSON line");
+        assert_eq!(line["target"], "qdrant_edge::wal");
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["fields"]["message"], "segment 7 flushed");
+        assert_eq!(
+            line["fields"].as_object().map(|f| f.len()),
+            Some(1),
+            "no log.* fields: {line}"
+        );
     }
 
     #[test]
