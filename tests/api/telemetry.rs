@@ -27,7 +27,6 @@ async fn observed(fake: &FakeOpenAi, otlp: Option<&OtlpReceiver>, extra: &[(&str
         ("EMBEDDING_PRICE_PER_MTOK", "0.5"),
     ]
     .into_iter()
-    .chain(extra.iter().copied())
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     if let Some(otlp) = otlp {
@@ -42,6 +41,12 @@ async fn observed(fake: &FakeOpenAi, otlp: Option<&OtlpReceiver>, extra: &[(&str
             .map(|(k, v)| (k.to_owned(), v.to_owned())),
         );
     }
+    // Last, so that a test's own values win.
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     analyzer_tests::start_with(env).await
 }
 
@@ -466,4 +471,42 @@ async fn metrics_name_every_signal_after_traffic() {
             "a tenant id on {line}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_spans_and_metrics_are_exported_at_shutdown() {
+    let otlp = OtlpReceiver::start().await;
+    let fake = FakeOpenAi::start(DIMS).await;
+    // Nothing would leave before a minute: only the shutdown sends.
+    let mut env = observed(
+        &fake,
+        Some(&otlp),
+        &[
+            ("OTEL_BSP_SCHEDULE_DELAY", "60000"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "60000"),
+        ],
+    )
+    .await;
+    let s = &env.server;
+    let (_, token) = s.tenant("Last Words", "premium").await;
+    let (status, _) = traced_post(s, "/v1/search", &token, &json!({"query": "anything"})).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(otlp.spans().is_empty(), "exported before shutdown");
+
+    env.server.terminate();
+    let status = env.server.wait().await.expect("exit");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        otlp.spans()
+            .iter()
+            .any(|s| s.name == "POST /v1/search" && s.trace_id == TRACE),
+        "{:?}",
+        otlp.spans().iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    assert!(
+        otlp.metric_names()
+            .iter()
+            .any(|n| n == "analyzer_http_requests")
+    );
 }
