@@ -220,7 +220,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .await?
         .with_standard_pool(&config)
         .await
-        .context("DATABASE_URL: cannot open the standard tier's connections")?;
+        .context("DATABASE_URL: cannot open the standard tier's connections")?
+        .with_context_cache();
     let auth = Authenticator::from_config(&config)?;
     let (embedder, analyst): (Arc<dyn Embedder>, Arc<dyn Analyst>) = match &config.openai {
         Some(openai) => {

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use secrecy::ExposeSecret;
@@ -66,7 +67,75 @@ pub struct Db {
     pool: AnyPool,
     /// On SQLite in the server: the pool standard-tier requests use.
     standard: Option<AnyPool>,
+    /// On SQLite in the server, its only writer: search contexts kept in
+    /// memory (see [`Contexts`]).
+    contexts: Option<Arc<Contexts>>,
     backend: Backend,
+}
+
+/// Search contexts of a database this process alone writes (the server's
+/// SQLite file): a cached search then needs no database round trip.
+///
+/// Every write of a tenant's documents or generation invalidates the
+/// tenant's entries after its transaction and advances the tenant's epoch;
+/// a read stores what it read only if the epoch did not move while it
+/// read, so a context read before a write can never be stored after it.
+/// Only contexts of existing collections are kept (the names a tenant has
+/// stored documents under: bounded), at most [`Contexts::MAX`] in all.
+#[derive(Debug, Default)]
+struct Contexts {
+    tenants: Mutex<HashMap<TenantId, TenantContexts>>,
+}
+
+#[derive(Debug, Default)]
+struct TenantContexts {
+    epoch: u64,
+    by_collection: HashMap<String, SearchContext>,
+}
+
+impl Contexts {
+    const MAX: usize = 100_000;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, TenantContexts>> {
+        self.tenants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The stored context, or the epoch to read under.
+    fn get(&self, tenant: &TenantId, collection: &str) -> Result<SearchContext, u64> {
+        let tenants = self.lock();
+        match tenants.get(tenant) {
+            Some(t) => t.by_collection.get(collection).copied().ok_or(t.epoch),
+            None => Err(0),
+        }
+    }
+
+    fn store(&self, tenant: &TenantId, collection: &str, epoch: u64, context: SearchContext) {
+        if !context.collection_exists {
+            return;
+        }
+        let mut tenants = self.lock();
+        if tenants
+            .values()
+            .map(|t| t.by_collection.len())
+            .sum::<usize>()
+            >= Self::MAX
+        {
+            tenants.values_mut().for_each(|t| t.by_collection.clear());
+        }
+        let entry = tenants.entry(tenant.clone()).or_default();
+        if entry.epoch == epoch {
+            entry.by_collection.insert(collection.to_owned(), context);
+        }
+    }
+
+    fn invalidate(&self, tenant: &TenantId) {
+        let mut tenants = self.lock();
+        let entry = tenants.entry(tenant.clone()).or_default();
+        entry.epoch += 1;
+        entry.by_collection.clear();
+    }
 }
 
 /// A connection pool's counts.
@@ -224,8 +293,27 @@ impl Db {
         Ok(Self {
             pool,
             standard: None,
+            contexts: None,
             backend,
         })
+    }
+
+    /// For the server on SQLite, the database's only writer: keep search
+    /// contexts in memory (a cached search then touches no SQLite thread).
+    /// Not for PostgreSQL, which every task writes.
+    pub fn with_context_cache(mut self) -> Self {
+        if self.backend == Backend::Sqlite {
+            self.contexts = Some(Arc::default());
+        }
+        self
+    }
+
+    /// After a write of the tenant's documents or generation (whatever its
+    /// outcome): drop its in-memory search contexts.
+    fn written(&self, tenant: &TenantId) {
+        if let Some(contexts) = &self.contexts {
+            contexts.invalidate(tenant);
+        }
     }
 
     /// For the server on SQLite: a second pool, of the same size, for
@@ -249,8 +337,6 @@ impl Db {
         Ok(self)
     }
 
-    /// The pool for the work being done: the standard pool for a standard
-    /// tenant's request when there is one, else the main pool.
     /// Connection counts of each pool (`main`, and `standard` on SQLite in
     /// the server), for metrics.
     pub fn pool_stats(&self) -> Vec<PoolStats> {
@@ -270,6 +356,8 @@ impl Db {
         all
     }
 
+    /// The pool for the work being done: the standard pool for a standard
+    /// tenant's request when there is one, else the main pool.
     fn pool(&self) -> &AnyPool {
         match (&self.standard, crate::lanes::tier()) {
             (Some(standard), Some(Tier::Standard)) => standard,
@@ -446,6 +534,19 @@ impl Db {
         documents: &[StoredDocument],
         vector_budget: u64,
     ) -> Result<(), StoreError> {
+        let result = self
+            .upsert_documents_tx(tenant, documents, vector_budget)
+            .await;
+        self.written(tenant);
+        result
+    }
+
+    async fn upsert_documents_tx(
+        &self,
+        tenant: &TenantId,
+        documents: &[StoredDocument],
+        vector_budget: u64,
+    ) -> Result<(), StoreError> {
         let _quota = self.quota().await;
         let mut tx = self.pool().begin().await?;
         // Lock the tenant's row before reading its total (a row lock on
@@ -499,31 +600,58 @@ impl Db {
 
     /// Delete one document; `false` if the tenant has no such document.
     pub async fn delete_document(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError> {
-        let _quota = self.quota().await;
-        let mut tx = self.pool().begin().await?;
-        let result = sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant.as_str())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        bump_generation(&mut tx, tenant).await?;
-        tx.commit().await?;
-        Ok(result.rows_affected() > 0)
+        let deleted = async {
+            let _quota = self.quota().await;
+            let mut tx = self.pool().begin().await?;
+            let result = sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant.as_str())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            bump_generation(&mut tx, tenant).await?;
+            tx.commit().await?;
+            Ok(result.rows_affected() > 0)
+        }
+        .await;
+        self.written(tenant);
+        deleted
     }
 
     /// Mark the tenant's data as changed (after a change made outside a
     /// transaction of this store, such as removing replaced vectors).
     pub async fn bump_generation(&self, tenant: &TenantId) -> Result<(), StoreError> {
-        let _quota = self.quota().await;
-        let mut tx = self.pool().begin().await?;
-        bump_generation(&mut tx, tenant).await?;
-        tx.commit().await?;
-        Ok(())
+        let bumped = async {
+            let _quota = self.quota().await;
+            let mut tx = self.pool().begin().await?;
+            bump_generation(&mut tx, tenant).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        self.written(tenant);
+        bumped
     }
 
     /// What a search needs from the store, in one round trip: the tenant's
     /// data generation and whether it has any document in `collection`.
     pub async fn search_context(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+    ) -> Result<SearchContext, StoreError> {
+        let epoch = match self.contexts.as_ref().map(|c| c.get(tenant, collection)) {
+            Some(Ok(known)) => return Ok(known),
+            Some(Err(epoch)) => epoch,
+            None => 0,
+        };
+        let read = self.read_search_context(tenant, collection).await?;
+        if let Some(contexts) = &self.contexts {
+            contexts.store(tenant, collection, epoch, read);
+        }
+        Ok(read)
+    }
+
+    async fn read_search_context(
         &self,
         tenant: &TenantId,
         collection: &str,
@@ -727,6 +855,99 @@ mod tests {
 
     use super::*;
     use crate::lanes::{Seat, seated};
+
+    #[test]
+    fn a_context_read_before_a_write_is_never_kept_after_it() {
+        let contexts = Contexts::default();
+        let tenant = TenantId::generate();
+        let old = SearchContext {
+            generation: 1,
+            collection_exists: true,
+        };
+        // A read starts (epoch 0), a write lands, the read ends: not kept.
+        let epoch = contexts.get(&tenant, "default").expect_err("nothing yet");
+        contexts.invalidate(&tenant);
+        contexts.store(&tenant, "default", epoch, old);
+        let epoch = contexts
+            .get(&tenant, "default")
+            .expect_err("the stale read was dropped");
+        // A read under the current epoch is kept until the next write.
+        let new = SearchContext {
+            generation: 2,
+            collection_exists: true,
+        };
+        contexts.store(&tenant, "default", epoch, new);
+        assert_eq!(contexts.get(&tenant, "default"), Ok(new));
+        contexts.invalidate(&tenant);
+        assert!(contexts.get(&tenant, "default").is_err());
+        // Missing collections are not kept (their names are the caller's).
+        let epoch = contexts.get(&tenant, "nope").expect_err("absent");
+        contexts.store(
+            &tenant,
+            "nope",
+            epoch,
+            SearchContext {
+                generation: 2,
+                collection_exists: false,
+            },
+        );
+        assert!(contexts.get(&tenant, "nope").is_err());
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_context_follows_every_write() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let env: HashMap<String, String> = [(
+            "ANALYZER_DATA_DIR",
+            dir.path().to_str().expect("utf-8 path"),
+        )]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let config = Config::load(&env).expect("config");
+        let db = Db::connect(&config)
+            .await
+            .expect("connect")
+            .with_context_cache();
+        db.migrate().await.expect("migrate");
+        let tenant = TenantId::generate();
+        db.insert_tenant(&tenant, "acme", Tier::Premium)
+            .await
+            .expect("tenant");
+        let doc = |id: &str| StoredDocument {
+            id: id.to_owned(),
+            collection: "default".into(),
+            revision: "r1".into(),
+            text: "text".into(),
+            metadata: serde_json::json!({}),
+            chunk_count: 1,
+            byte_size: 4,
+            vector_bytes: 10,
+            created_at: 0,
+            updated_at: 0,
+        };
+        db.upsert_documents(&tenant, &[doc("a")], u64::MAX)
+            .await
+            .expect("ingest");
+        let first = db.search_context(&tenant, "default").await.expect("read");
+        assert!(first.collection_exists);
+        assert_eq!(
+            db.search_context(&tenant, "default").await.ok(),
+            Some(first)
+        );
+        db.upsert_documents(&tenant, &[doc("b")], u64::MAX)
+            .await
+            .expect("ingest");
+        let second = db.search_context(&tenant, "default").await.expect("read");
+        assert!(second.generation > first.generation);
+        db.bump_generation(&tenant).await.expect("bump");
+        let third = db.search_context(&tenant, "default").await.expect("read");
+        assert!(third.generation > second.generation);
+        assert!(db.delete_document(&tenant, "a").await.expect("delete"));
+        let fourth = db.search_context(&tenant, "default").await.expect("read");
+        assert!(fourth.generation > third.generation);
+        db.close().await;
+    }
 
     #[tokio::test]
     async fn an_older_release_starts_on_a_schema_a_newer_one_migrated() {
