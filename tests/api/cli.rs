@@ -121,3 +121,39 @@ async fn healthcheck_exits_zero_only_while_the_server_answers() {
     assert!(!ok);
     assert!(err.contains(&format!("127.0.0.1:{port}/health")), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_sqlite_data_dir_stops_at_start() {
+    // With a Qdrant server configured the data dir holds only the SQLite
+    // file; a second server would write it behind the first one's back.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let qdrant = [("QDRANT_URL", "http://127.0.0.1:1")];
+    let first = TestServer::start(
+        dir.path(),
+        None,
+        Options {
+            env: qdrant
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("the first server");
+    let env = [
+        qdrant[0],
+        ("JWT_SECRET", SECRET),
+        ("ANALYZER_BIND", "127.0.0.1:0"),
+    ];
+    let (ok, _, err) = cli(dir.path(), None, &env, &["serve"]);
+    assert!(!ok);
+    assert!(
+        err.contains("another `analyzer serve` uses this data dir"),
+        "{err}"
+    );
+    // The CLI still works beside the server.
+    let (ok, _, err) = cli(dir.path(), None, &env, &["tenant", "list"]);
+    assert!(ok, "{err}");
+    drop(first);
+}

@@ -221,7 +221,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .with_standard_pool(&config)
         .await
         .context("DATABASE_URL: cannot open the standard tier's connections")?
-        .with_context_cache();
+        .with_context_cache(&config.data_dir)
+        .context("ANALYZER_DATA_DIR")?;
     let auth = Authenticator::from_config(&config)?;
     let (embedder, analyst): (Arc<dyn Embedder>, Arc<dyn Analyst>) = match &config.openai {
         Some(openai) => {

@@ -70,6 +70,8 @@ pub struct Db {
     /// On SQLite in the server, its only writer: search contexts kept in
     /// memory (see [`Contexts`]).
     contexts: Option<Arc<Contexts>>,
+    /// The lock that makes this server the SQLite file's only one.
+    _serving: Option<Arc<std::fs::File>>,
     backend: Backend,
 }
 
@@ -294,18 +296,38 @@ impl Db {
             pool,
             standard: None,
             contexts: None,
+            _serving: None,
             backend,
         })
     }
 
-    /// For the server on SQLite, the database's only writer: keep search
-    /// contexts in memory (a cached search then touches no SQLite thread).
-    /// Not for PostgreSQL, which every task writes.
-    pub fn with_context_cache(mut self) -> Self {
-        if self.backend == Backend::Sqlite {
-            self.contexts = Some(Arc::default());
+    /// For the server on SQLite: make it the database's only server (an
+    /// exclusive lock on `serve.lock` in the data dir, held while it runs;
+    /// a second `analyzer serve` on the same data dir stops at start), and
+    /// keep search contexts in memory, which only the only writer may (a
+    /// cached search then touches no SQLite thread). CLI commands take no
+    /// lock: they change no document. Not for PostgreSQL, which every task
+    /// writes.
+    pub fn with_context_cache(mut self, data_dir: &Path) -> std::io::Result<Self> {
+        if self.backend != Backend::Sqlite {
+            return Ok(self);
         }
-        self
+        let path = data_dir.join("serve.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.try_lock().map_err(|_| {
+            std::io::Error::other(format!(
+                "another `analyzer serve` uses this data dir ({} is locked); \
+                 one server per SQLite database",
+                path.display()
+            ))
+        })?;
+        self._serving = Some(Arc::new(file));
+        self.contexts = Some(Arc::default());
+        Ok(self)
     }
 
     /// After a write of the tenant's documents or generation (whatever its
@@ -908,7 +930,16 @@ mod tests {
         let db = Db::connect(&config)
             .await
             .expect("connect")
-            .with_context_cache();
+            .with_context_cache(dir.path())
+            .expect("the only server");
+        assert!(
+            Db::connect(&config)
+                .await
+                .expect("connect")
+                .with_context_cache(dir.path())
+                .is_err(),
+            "a second server on the same data dir is refused"
+        );
         db.migrate().await.expect("migrate");
         let tenant = TenantId::generate();
         db.insert_tenant(&tenant, "acme", Tier::Premium)
