@@ -878,6 +878,17 @@ mod tests {
     use super::*;
     use crate::lanes::{Seat, seated};
 
+    /// The configuration of a SQLite database in `dir`.
+    fn sqlite_in(dir: &Path) -> Config {
+        let env: HashMap<String, String> = [(
+            "ANALYZER_DATA_DIR".to_owned(),
+            dir.to_str().expect("utf-8 path").to_owned(),
+        )]
+        .into_iter()
+        .collect();
+        Config::load(&env).expect("config")
+    }
+
     #[test]
     fn a_context_read_before_a_write_is_never_kept_after_it() {
         let contexts = Contexts::default();
@@ -919,14 +930,7 @@ mod tests {
     #[tokio::test]
     async fn an_in_memory_context_follows_every_write() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let env: HashMap<String, String> = [(
-            "ANALYZER_DATA_DIR",
-            dir.path().to_str().expect("utf-8 path"),
-        )]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let config = Config::load(&env).expect("config");
+        let config = sqlite_in(dir.path());
         let db = Db::connect(&config)
             .await
             .expect("connect")
@@ -983,14 +987,7 @@ mod tests {
     #[tokio::test]
     async fn an_older_release_starts_on_a_schema_a_newer_one_migrated() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let env: HashMap<String, String> = [(
-            "ANALYZER_DATA_DIR",
-            dir.path().to_str().expect("utf-8 path"),
-        )]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let config = Config::load(&env).expect("config");
+        let config = sqlite_in(dir.path());
         let db = Db::connect(&config).await.expect("connect");
         db.migrate().await.expect("migrate");
         // A migration this binary does not know, as a later release leaves.

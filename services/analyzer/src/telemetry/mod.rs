@@ -3,12 +3,14 @@
 //! - Logs: JSON lines (CloudWatch Logs) or human text, filtered by
 //!   `RUST_LOG`; every line written inside a request carries its trace id,
 //!   request id, route, tenant and tier ([`logs`]).
-//! - Traces: `tracing` spans, turned into OpenTelemetry spans by
-//!   tracing-opentelemetry: one trace per request (the W3C `traceparent`
-//!   of the caller continued, and passed on to OpenAI and Qdrant), with
-//!   spans for auth, cache, embedding, vector search, LLM and store
-//!   writes. Exported over OTLP when the standard `OTEL_*` variables name
-//!   an endpoint ([`export`]); otherwise nothing leaves the process.
+//! - Traces: `tracing` spans for the request, auth, cache, embedding,
+//!   vector search, LLM and store writes. When the standard `OTEL_*`
+//!   variables name an endpoint ([`export`]), tracing-opentelemetry turns
+//!   them into OpenTelemetry spans, exported over OTLP: one trace per
+//!   request, the caller's W3C `traceparent` continued and passed on to
+//!   OpenAI and Qdrant. Otherwise nothing leaves the process and no
+//!   OpenTelemetry span is built; the caller's context passes through
+//!   ([`propagation::Passthrough`]).
 //! - Metrics: OpenTelemetry instruments ([`metrics`]), exported over OTLP
 //!   the same way and rendered as Prometheus text at `/metrics`.
 
@@ -83,9 +85,9 @@ impl Telemetry {
 }
 
 /// Install logging, tracing and metrics for the process. `exports` says
-/// what leaves it over OTLP (see [`Exports::from_env`]); with nothing
-/// exported, spans still get trace ids (for the logs and for propagation)
-/// but are not recorded.
+/// what leaves it over OTLP (see [`Exports::from_env`]); with no traces
+/// exported, no OpenTelemetry span is built and requests pass their
+/// callers' trace context through (`propagation::Passthrough`).
 pub fn init(sink: Sink, exports: &Exports) -> anyhow::Result<Telemetry> {
     // qdrant-edge logs its WAL at info and, at every start, two warnings
     // about process-wide defaults (feature flags, an mmap probe) that Edge
