@@ -200,7 +200,8 @@ pub fn router(state: AppState) -> Router {
                 .layer(middleware::from_fn_with_state(
                     config.limits.max_body_bytes,
                     limit_body,
-                )),
+                ))
+                .layer(catch_panics()),
         )
         .with_state(state)
 }
@@ -233,6 +234,24 @@ fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("ratelimit-reset"),
         ])
         .max_age(Duration::from_secs(600))
+}
+
+/// A handler that panics answers 500 (a problem+json, by [`problems`])
+/// instead of dropping the connection; the panic is logged. (A standard
+/// tenant's handler runs as a task of its own, whose panic is already a
+/// 500: see `lanes::handle`.)
+fn catch_panics()
+-> tower_http::catch_panic::CatchPanicLayer<fn(Box<dyn std::any::Any + Send>) -> Response> {
+    fn answer(panic: Box<dyn std::any::Any + Send>) -> Response {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        tracing::error!(panic = %message, "a request's handler panicked");
+        StatusCode::INTERNAL_SERVER_ERROR.into_response()
+    }
+    tower_http::catch_panic::CatchPanicLayer::custom(answer)
 }
 
 /// Make every error response a problem+json carrying the request id,
@@ -451,4 +470,57 @@ fn bearer(req: &Request) -> Result<&str, AuthError> {
         ));
     }
     Ok(token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_problem_with_the_request_id() {
+        // The layers of `router` around a handler that panics.
+        let app: Router = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    if true {
+                        panic!("a handler bug");
+                    }
+                    StatusCode::OK
+                }),
+            )
+            .layer(
+                ServiceBuilder::new()
+                    .layer(SetRequestIdLayer::new(
+                        X_REQUEST_ID.clone(),
+                        MakeRequestUuid,
+                    ))
+                    .layer(middleware::from_fn_with_state(1024usize, problems))
+                    .layer(catch_panics()),
+            );
+        let request = Request::builder()
+            .uri("/boom")
+            .header("x-request-id", "req-boom")
+            .body(Body::empty())
+            .expect("a request");
+        let response = app.oneshot(request).await.expect("an answer, not a reset");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            Some("application/problem+json")
+        );
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let problem: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(problem["request_id"], "req-boom");
+        assert_eq!(problem["status"], 500);
+    }
 }
