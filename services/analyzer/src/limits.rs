@@ -162,15 +162,18 @@ impl Local {
     }
 }
 
-/// Counters of refusals and fallbacks (for `/metrics`).
+/// Counters of the limiter (for `/metrics`; refusals are counted per
+/// tenant in `analyzer_limit_refusals`).
 #[derive(Debug, Default)]
 pub struct LimitStats {
-    /// Requests refused over the rate limit.
-    pub refused_rate: AtomicU64,
-    /// Requests refused over the concurrency cap.
-    pub refused_concurrency: AtomicU64,
     /// Decisions taken locally because Redis was unreachable.
     pub fallbacks: AtomicU64,
+}
+
+/// Count a refusal in the tenant's `analyzer_limit_refusals`, by the limit.
+fn counted(tenant: &TenantId, refusal: Refusal) -> Refusal {
+    crate::telemetry::metrics::refusal(tenant.as_str(), refusal.kind.as_str());
+    refusal
 }
 
 /// The limiter of one process.
@@ -284,27 +287,18 @@ impl Limiter {
                     };
                     return Ok((permit, state));
                 }
-                Ok(Err(refusal)) => return Err(self.count(refusal)),
+                Ok(Err(refusal)) => return Err(counted(tenant, refusal)),
                 Err(e) => {
                     self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(error = %e, "limits: Redis unreachable; enforcing this task's share");
                     return self
                         .admit_local(&self.share[tier_index(tier)], tenant, counter)
-                        .map_err(|r| self.count(r));
+                        .map_err(|r| counted(tenant, r));
                 }
             }
         }
         self.admit_local(&self.full[tier_index(tier)], tenant, counter)
-            .map_err(|r| self.count(r))
-    }
-
-    fn count(&self, refusal: Refusal) -> Refusal {
-        let counter = match refusal.kind {
-            LimitKind::Rate => &self.stats.refused_rate,
-            LimitKind::Concurrency => &self.stats.refused_concurrency,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        refusal
+            .map_err(|r| counted(tenant, r))
     }
 
     fn admit_local(
@@ -532,7 +526,16 @@ mod tests {
                 .is_ok()
         );
         assert!(limits.admit(&a, Tier::Premium).await.is_ok());
-        assert_eq!(limits.stats.refused_rate.load(Ordering::Relaxed), 1);
+        let counted = format!(
+            r#"analyzer_limit_refusals_total{{kind="requests_per_minute",tenant_id="{}"}} 1"#,
+            a.as_str()
+        );
+        assert!(
+            crate::telemetry::metrics::render()
+                .lines()
+                .any(|l| l == counted),
+            "{counted}"
+        );
     }
 
     #[tokio::test]

@@ -74,10 +74,7 @@ pub(super) async fn enforce(
                 }),
             )
         }
-        Err(refusal) => {
-            crate::telemetry::metrics::refusal(tenant.id.as_str(), refusal.kind.as_str());
-            refused(tenant.tier, &refusal)
-        }
+        Err(refusal) => refused(tenant.tier, &refusal),
     }
 }
 
