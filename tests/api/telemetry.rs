@@ -344,21 +344,8 @@ async fn metrics_name_every_signal_after_traffic() {
     }
     assert!(refused >= 2, "the standard tenant passes 3 per minute");
 
-    let text = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let value = |series: &str| {
-        text.lines().find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse::<f64>().ok())?
-        })
-    };
+    let text = s.metrics().await.expect("metrics");
+    let value = |series: &str| analyzer_tests::sample_value(&text, series);
     let has = |prefix: &str| text.lines().any(|l| l.starts_with(prefix));
     assert_eq!(
         value(

@@ -421,19 +421,19 @@ impl TestServer {
     /// The value of one sample in `GET /metrics`, named with its labels
     /// exactly as exposed (`name{label="value"}`); None when absent.
     pub async fn metric(&self, sample: &str) -> Option<f64> {
-        let text = self
-            .http
+        sample_value(&self.metrics().await?, sample)
+    }
+
+    /// The whole `GET /metrics` text.
+    pub async fn metrics(&self) -> Option<String> {
+        self.http
             .get(self.url("/metrics"))
             .send()
             .await
             .ok()?
             .text()
             .await
-            .ok()?;
-        text.lines().find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == sample).then(|| value.parse().ok())?
-        })
+            .ok()
     }
 
     /// A request with a bearer token.
@@ -508,6 +508,15 @@ impl Drop for TestServer {
             let _ = child.wait();
         }
     }
+}
+
+/// The value of one sample in a Prometheus text, named with its labels
+/// exactly as exposed (`name{label="value"}`); None when absent.
+pub fn sample_value(text: &str, sample: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == sample).then(|| value.parse().ok())?
+    })
 }
 
 /// Status and JSON body of a response.
