@@ -22,6 +22,7 @@ pub mod propagation;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -137,31 +138,24 @@ pub fn init(sink: Sink, exports: &Exports) -> anyhow::Result<Telemetry> {
         .with(filter)
         .with(otel)
         .with(logs::RequestFieldsLayer);
-    let result = match (text, sink) {
-        (true, Sink::Stdout) => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stdout))
-            .try_init(),
-        (true, Sink::Stderr) => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .try_init(),
-        (false, Sink::Stdout) => registry
+    let writer = match sink {
+        Sink::Stdout => BoxMakeWriter::new(std::io::stdout),
+        Sink::Stderr => BoxMakeWriter::new(std::io::stderr),
+    };
+    let result = if text {
+        registry
+            .with(tracing_subscriber::fmt::layer().with_writer(writer))
+            .try_init()
+    } else {
+        registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .event_format(logs::JsonLines)
                     .fmt_fields(logs::NoSpanFields)
                     .with_ansi(false)
-                    .with_writer(std::io::stdout),
+                    .with_writer(writer),
             )
-            .try_init(),
-        (false, Sink::Stderr) => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .event_format(logs::JsonLines)
-                    .fmt_fields(logs::NoSpanFields)
-                    .with_ansi(false)
-                    .with_writer(std::io::stderr),
-            )
-            .try_init(),
+            .try_init()
     };
     // Already installed (tests): keep the first.
     let _ = result;
