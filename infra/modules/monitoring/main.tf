@@ -71,87 +71,6 @@ resource "aws_cloudwatch_metric_alarm" "http_5xx_rate" {
   tags = var.tags
 }
 
-resource "aws_cloudwatch_metric_alarm" "unhealthy_targets" {
-  alarm_name          = "${var.name}-unhealthy-targets"
-  alarm_description   = "A task fails the ALB's /health check."
-  namespace           = "AWS/ApplicationELB"
-  metric_name         = "UnHealthyHostCount"
-  dimensions          = { LoadBalancer = var.alb_arn_suffix, TargetGroup = var.target_group_arn_suffix }
-  statistic           = "Maximum"
-  period              = 60
-  evaluation_periods  = 3
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = [aws_sns_topic.alarms.arn]
-  tags                = var.tags
-}
-
-resource "aws_cloudwatch_metric_alarm" "rds_cpu" {
-  alarm_name          = "${var.name}-rds-cpu"
-  alarm_description   = "RDS CPU above 80% for 10 minutes."
-  namespace           = "AWS/RDS"
-  metric_name         = "CPUUtilization"
-  dimensions          = { DBInstanceIdentifier = var.rds_identifier }
-  statistic           = "Average"
-  period              = 300
-  evaluation_periods  = 2
-  threshold           = 80
-  comparison_operator = "GreaterThanThreshold"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = [aws_sns_topic.alarms.arn]
-  tags                = var.tags
-}
-
-resource "aws_cloudwatch_metric_alarm" "rds_connections" {
-  alarm_name          = "${var.name}-rds-connections"
-  alarm_description   = "RDS connections near the instance's limit."
-  namespace           = "AWS/RDS"
-  metric_name         = "DatabaseConnections"
-  dimensions          = { DBInstanceIdentifier = var.rds_identifier }
-  statistic           = "Maximum"
-  period              = 300
-  evaluation_periods  = 2
-  threshold           = var.rds_connections_threshold
-  comparison_operator = "GreaterThanThreshold"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = [aws_sns_topic.alarms.arn]
-  tags                = var.tags
-}
-
-resource "aws_cloudwatch_metric_alarm" "redis_memory" {
-  alarm_name          = "${var.name}-redis-memory"
-  alarm_description   = "Redis memory above 80% (the cache then evicts early)."
-  namespace           = "AWS/ElastiCache"
-  metric_name         = "DatabaseMemoryUsagePercentage"
-  dimensions          = { ReplicationGroupId = var.redis_replication_group_id }
-  statistic           = "Maximum"
-  period              = 300
-  evaluation_periods  = 2
-  threshold           = 80
-  comparison_operator = "GreaterThanThreshold"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = [aws_sns_topic.alarms.arn]
-  tags                = var.tags
-}
-
-resource "aws_cloudwatch_metric_alarm" "qdrant_status" {
-  alarm_name          = "${var.name}-qdrant-node"
-  alarm_description   = "The Qdrant node fails its EC2 status checks."
-  namespace           = "AWS/EC2"
-  metric_name         = "StatusCheckFailed"
-  dimensions          = { InstanceId = var.qdrant_instance_id }
-  statistic           = "Maximum"
-  period              = 60
-  evaluation_periods  = 2
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = [aws_sns_topic.alarms.arn]
-  tags                = var.tags
-}
-
 resource "aws_cloudwatch_log_metric_filter" "breaker_opened" {
   name           = "${var.name}-vector-breaker-opened"
   log_group_name = var.service_log_group_name
@@ -163,22 +82,6 @@ resource "aws_cloudwatch_log_metric_filter" "breaker_opened" {
     default_value = "0"
     unit          = "Count"
   }
-}
-
-resource "aws_cloudwatch_metric_alarm" "qdrant_unreachable" {
-  alarm_name          = "${var.name}-qdrant-unreachable"
-  alarm_description   = "A task's circuit breaker opened on Qdrant: searches answer 503 or from the cache."
-  namespace           = local.namespace
-  metric_name         = "VectorBreakerOpened"
-  statistic           = "Sum"
-  period              = 60
-  evaluation_periods  = 1
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = [aws_sns_topic.alarms.arn]
-  tags                = var.tags
 }
 
 resource "aws_cloudwatch_log_metric_filter" "llm_latency" {
@@ -193,17 +96,111 @@ resource "aws_cloudwatch_log_metric_filter" "llm_latency" {
   }
 }
 
-resource "aws_cloudwatch_metric_alarm" "llm_latency" {
-  alarm_name          = "${var.name}-llm-latency"
-  alarm_description   = "p95 of /v1/analyze answers above ${var.llm_p95_ms_threshold} ms for 15 minutes."
-  namespace           = local.namespace
-  metric_name         = "LlmAnswerMilliseconds"
-  extended_statistic  = "p95"
-  period              = 300
-  evaluation_periods  = 3
-  threshold           = var.llm_p95_ms_threshold
+# The alarms on one metric against a threshold (above it alarms), as a
+# table: name suffix, what it means, the metric, how it is summed.
+locals {
+  threshold_alarms = {
+    unhealthy-targets = {
+      description = "A task fails the ALB's /health check."
+      namespace   = "AWS/ApplicationELB"
+      metric      = "UnHealthyHostCount"
+      dimensions  = { LoadBalancer = var.alb_arn_suffix, TargetGroup = var.target_group_arn_suffix }
+      statistic   = "Maximum"
+      percentile  = null
+      period      = 60
+      periods     = 3
+      threshold   = 0
+      missing     = "notBreaching"
+    }
+    rds-cpu = {
+      description = "RDS CPU above 80% for 10 minutes."
+      namespace   = "AWS/RDS"
+      metric      = "CPUUtilization"
+      dimensions  = { DBInstanceIdentifier = var.rds_identifier }
+      statistic   = "Average"
+      percentile  = null
+      period      = 300
+      periods     = 2
+      threshold   = 80
+      missing     = "missing"
+    }
+    rds-connections = {
+      description = "RDS connections near the instance's limit."
+      namespace   = "AWS/RDS"
+      metric      = "DatabaseConnections"
+      dimensions  = { DBInstanceIdentifier = var.rds_identifier }
+      statistic   = "Maximum"
+      percentile  = null
+      period      = 300
+      periods     = 2
+      threshold   = var.rds_connections_threshold
+      missing     = "missing"
+    }
+    redis-memory = {
+      description = "Redis memory above 80% (the cache then evicts early)."
+      namespace   = "AWS/ElastiCache"
+      metric      = "DatabaseMemoryUsagePercentage"
+      dimensions  = { ReplicationGroupId = var.redis_replication_group_id }
+      statistic   = "Maximum"
+      percentile  = null
+      period      = 300
+      periods     = 2
+      threshold   = 80
+      missing     = "missing"
+    }
+    qdrant-node = {
+      description = "The Qdrant node fails its EC2 status checks."
+      namespace   = "AWS/EC2"
+      metric      = "StatusCheckFailed"
+      dimensions  = { InstanceId = var.qdrant_instance_id }
+      statistic   = "Maximum"
+      percentile  = null
+      period      = 60
+      periods     = 2
+      threshold   = 0
+      missing     = "missing"
+    }
+    qdrant-unreachable = {
+      description = "A task's circuit breaker opened on Qdrant: searches answer 503 or from the cache."
+      namespace   = local.namespace
+      metric      = aws_cloudwatch_log_metric_filter.breaker_opened.metric_transformation[0].name
+      dimensions  = {}
+      statistic   = "Sum"
+      percentile  = null
+      period      = 60
+      periods     = 1
+      threshold   = 0
+      missing     = "notBreaching"
+    }
+    llm-latency = {
+      description = "p95 of /v1/analyze answers above ${var.llm_p95_ms_threshold} ms for 15 minutes."
+      namespace   = local.namespace
+      metric      = aws_cloudwatch_log_metric_filter.llm_latency.metric_transformation[0].name
+      dimensions  = {}
+      statistic   = null
+      percentile  = "p95"
+      period      = 300
+      periods     = 3
+      threshold   = var.llm_p95_ms_threshold
+      missing     = "notBreaching"
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "threshold" {
+  for_each            = local.threshold_alarms
+  alarm_name          = "${var.name}-${each.key}"
+  alarm_description   = each.value.description
+  namespace           = each.value.namespace
+  metric_name         = each.value.metric
+  dimensions          = each.value.dimensions
+  statistic           = each.value.statistic
+  extended_statistic  = each.value.percentile
+  period              = each.value.period
+  evaluation_periods  = each.value.periods
+  threshold           = each.value.threshold
   comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
+  treat_missing_data  = each.value.missing
   alarm_actions       = [aws_sns_topic.alarms.arn]
   ok_actions          = [aws_sns_topic.alarms.arn]
   tags                = var.tags
