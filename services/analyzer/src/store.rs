@@ -330,12 +330,18 @@ impl Db {
         Ok(self)
     }
 
-    /// After a write of the tenant's documents or generation (whatever its
-    /// outcome): drop its in-memory search contexts.
-    fn written(&self, tenant: &TenantId) {
+    /// Run a write of the tenant's documents or generation, then (whatever
+    /// its outcome) drop the tenant's in-memory search contexts.
+    async fn writing<T>(
+        &self,
+        tenant: &TenantId,
+        write: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let result = write.await;
         if let Some(contexts) = &self.contexts {
             contexts.invalidate(tenant);
         }
+        result
     }
 
     /// For the server on SQLite: a second pool, of the same size, for
@@ -556,11 +562,11 @@ impl Db {
         documents: &[StoredDocument],
         vector_budget: u64,
     ) -> Result<(), StoreError> {
-        let result = self
-            .upsert_documents_tx(tenant, documents, vector_budget)
-            .await;
-        self.written(tenant);
-        result
+        self.writing(
+            tenant,
+            self.upsert_documents_tx(tenant, documents, vector_budget),
+        )
+        .await
     }
 
     async fn upsert_documents_tx(
@@ -622,7 +628,7 @@ impl Db {
 
     /// Delete one document; `false` if the tenant has no such document.
     pub async fn delete_document(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError> {
-        let deleted = async {
+        self.writing(tenant, async {
             let _quota = self.quota().await;
             let mut tx = self.pool().begin().await?;
             let result = sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
@@ -633,25 +639,21 @@ impl Db {
             bump_generation(&mut tx, tenant).await?;
             tx.commit().await?;
             Ok(result.rows_affected() > 0)
-        }
-        .await;
-        self.written(tenant);
-        deleted
+        })
+        .await
     }
 
     /// Mark the tenant's data as changed (after a change made outside a
     /// transaction of this store, such as removing replaced vectors).
     pub async fn bump_generation(&self, tenant: &TenantId) -> Result<(), StoreError> {
-        let bumped = async {
+        self.writing(tenant, async {
             let _quota = self.quota().await;
             let mut tx = self.pool().begin().await?;
             bump_generation(&mut tx, tenant).await?;
             tx.commit().await?;
             Ok(())
-        }
-        .await;
-        self.written(tenant);
-        bumped
+        })
+        .await
     }
 
     /// What a search needs from the store, in one round trip: the tenant's
