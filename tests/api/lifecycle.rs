@@ -76,3 +76,90 @@ on_both_databases! {
         env.server = server;
     }
 }
+
+/// Copy a directory tree (the test's stand-in for a disk as a crash left it).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create copy");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+on_both_databases! {
+    /// The embedded vector store flushes in the background, so a crash can
+    /// lose its last writes and deletes; the database has them. Here the
+    /// store goes back to an older state without its clean-stop marker, as
+    /// a crash would leave it: the next start rebuilds the chunks of the
+    /// document ingested since and drops those of the document deleted since.
+    async fn an_unclean_vector_store_is_rebuilt_from_the_database(db: Db) {
+        let Some(mut env) = start(db, Options::default()).await else { return };
+        let (_, token) = env.server.tenant("Crashy", "standard").await;
+        let ingest = |id: &str, text: &str| json!({"documents": [{"id": id, "text": text}]});
+        let (status, _) = env.server
+            .post("/v1/documents", &token, &ingest("kept", "Lighthouses guide ships along the rocky coast."))
+            .await;
+        assert_eq!(status, 201);
+        let (status, _) = env.server
+            .post("/v1/documents", &token, &ingest("gone", "Glaciers carve valleys over thousands of years."))
+            .await;
+        assert_eq!(status, 201);
+
+        let old = env.dir.path().join("old-vectors");
+        env.server = env.server
+            .restart_with(|dir| copy_tree(&dir.join("vectors"), &old))
+            .await
+            .expect("restart");
+        let (status, _) = env.server.delete("/v1/documents/gone", &token).await;
+        assert_eq!(status, 204);
+        let (status, _) = env.server
+            .post("/v1/documents", &token, &ingest("late", "Volcanoes build islands from cooling lava."))
+            .await;
+        assert_eq!(status, 201);
+
+        env.server = env.server
+            .restart_with(|dir| {
+                let vectors = dir.join("vectors");
+                std::fs::remove_dir_all(&vectors).expect("remove vectors");
+                copy_tree(&old, &vectors);
+                let mut markers = 0;
+                for shard in std::fs::read_dir(&vectors).expect("shards") {
+                    let marker = shard.expect("shard").path().join("clean-stop");
+                    if marker.exists() {
+                        std::fs::remove_file(marker).expect("remove marker");
+                        markers += 1;
+                    }
+                }
+                assert_eq!(markers, 1, "a clean stop leaves its marker");
+            })
+            .await
+            .expect("restart on the old vectors");
+        let log = env.server.output();
+        let line = log
+            .lines()
+            .find(|l| l.contains("vector store reconciled"))
+            .unwrap_or_else(|| panic!("no reconciliation logged: {log}"));
+        let line: serde_json::Value = serde_json::from_str(line).expect("json log line");
+        assert_eq!(line["fields"]["rebuilt"], 1, "{line}");
+        assert_eq!(line["fields"]["documents"], 2, "{line}");
+        assert!(line["fields"]["removed"].as_u64().expect("removed") >= 1, "{line}");
+
+        let search = |q: &str| json!({"query": q, "top_k": 10});
+        let (status, found) = env.server.post("/v1/search", &token, &search("volcanoes islands lava")).await;
+        assert_eq!(status, 200, "{found}");
+        assert_eq!(found["hits"][0]["document_id"], "late", "{found}");
+        let (_, found) = env.server.post("/v1/search", &token, &search("glaciers carve valleys")).await;
+        let hits = found["hits"].as_array().expect("hits");
+        assert!(hits.iter().all(|h| h["document_id"] != "gone"), "a deleted document came back: {found}");
+        assert!(hits.iter().any(|h| h["document_id"] == "kept"), "{found}");
+
+        // Stopped cleanly now: the next start has nothing to reconcile.
+        env.server = env.server.restart().await.expect("restart");
+        assert!(!env.server.output().contains("vector store reconciled"));
+    }
+}

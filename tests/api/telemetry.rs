@@ -395,6 +395,10 @@ async fn metrics_name_every_signal_after_traffic() {
     );
     assert_eq!(value(r#"analyzer_cache_up{backend="memory"}"#), Some(1.0));
     assert!(
+        matches!(value("analyzer_vector_maintenance_pending"), Some(v) if v == 0.0 || v == 1.0),
+        "{text}"
+    );
+    assert!(
         has(
             r#"analyzer_vector_request_duration_seconds_count{backend="edge",operation="search",outcome="ok"}"#
         ),

@@ -73,6 +73,7 @@ struct Row {
     connections: usize,
     outcome: Outcome,
     peak_rss_mib: f64,
+    anon_mib: f64,
 }
 
 /// The analyzer under load and what the harness knows of it.
@@ -143,15 +144,54 @@ impl Target {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", self.server.pid()), "5");
     }
 
-    /// Peak resident memory since the last reset, MiB.
+    /// Peak resident memory since the last reset, MiB: heap and mapped
+    /// files (the shard's on-disk vectors and payload count once read).
     fn peak_rss_mib(&self) -> f64 {
+        self.status_mib("VmHWM:")
+    }
+
+    /// Resident memory of the heap and stacks now (no mapped files), MiB.
+    fn anon_mib(&self) -> f64 {
+        self.status_mib("RssAnon:")
+    }
+
+    fn status_mib(&self, field: &str) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.server.pid()))
             .unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+
+    /// Wait until the embedded vector store has flushed and indexed what
+    /// was seeded (its optimizers build the HNSW index in the background),
+    /// so that a scenario measures the steady state; a no-op on a Qdrant
+    /// server, which has no such gauge.
+    async fn settle(&self) -> anyhow::Result<()> {
+        let began = Instant::now();
+        let mut idle = 0;
+        while idle < 2 {
+            match self
+                .server
+                .metric("analyzer_vector_maintenance_pending")
+                .await
+            {
+                Some(pending) if pending > 0.0 => idle = 0,
+                Some(_) => idle += 1,
+                None => return Ok(()),
+            }
+            if began.elapsed() > Duration::from_secs(900) {
+                bail!("the vector store did not settle within 15 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        eprintln!(
+            "vector store settled (flushed and indexed) after {:.1} s",
+            began.elapsed().as_secs_f64()
+        );
+        Ok(())
     }
 
     /// A new tenant of `tier`: its token.
@@ -253,6 +293,7 @@ impl Bench {
             name: name.to_owned(),
             connections,
             peak_rss_mib: target.peak_rss_mib(),
+            anon_mib: target.anon_mib(),
             outcome,
         };
         eprintln!("{}", line(&mut row));
@@ -290,6 +331,7 @@ impl Bench {
     async fn uncached_search(&mut self, target: &Target) -> anyhow::Result<()> {
         let token = target.tenant("uncached", "premium").await;
         let chunks = target.seed(&token, "uncached", self.args.chunks).await?;
+        target.settle().await?;
         let plan = new_searches(token, "u");
         let name = format!("uncached search ({chunks} chunks)");
         self.measure(target, &name, self.args.connections, plan)
@@ -320,6 +362,7 @@ impl Bench {
     async fn analyze(&mut self, target: &Target) -> anyhow::Result<()> {
         let token = target.tenant("analyze", "premium").await;
         target.seed(&token, "analyze", 10_000).await?;
+        target.settle().await?;
         let plan: Plan = Arc::new(move |conn, n| {
             let question = new_query(conn, n, "a");
             post("/v1/analyze", &token, json!({ "question": question }))
@@ -345,6 +388,7 @@ impl Bench {
             target.seed(&token, &format!("mix{i}"), 1_000).await?;
             tokens.push(token);
         }
+        target.settle().await?;
         let tokens = Arc::new(tokens);
         let plan: Plan = Arc::new(move |conn, n| {
             let token = &tokens[conn % tokens.len()];
@@ -401,6 +445,7 @@ impl Bench {
         let chunks = self.args.neighbour_chunks;
         target.seed(&quiet, "quiet", chunks).await?;
         target.seed(&noisy, "noisy", chunks).await?;
+        target.settle().await?;
 
         let quiet_connections = 20usize;
         let interval = Duration::from_secs_f64(
@@ -479,7 +524,7 @@ fn line(row: &mut Row) -> String {
         format!("{} ({})", o.errors(), by_status.join(", "))
     };
     format!(
-        "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.0} |",
+        "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {:.0} |",
         row.name,
         row.connections,
         o.rate(),
@@ -488,6 +533,7 @@ fn line(row: &mut Row) -> String {
         o.quantile_ms(0.99),
         errors,
         row.peak_rss_mib,
+        row.anon_mib,
     )
 }
 
@@ -556,9 +602,9 @@ async fn main() -> anyhow::Result<()> {
         window.0.as_secs()
     );
     println!(
-        "| scenario | connections | requests/s | p50 ms | p95 ms | p99 ms | errors | server peak RSS MiB |"
+        "| scenario | connections | requests/s | p50 ms | p95 ms | p99 ms | errors | server peak RSS MiB | server heap (RssAnon) at end MiB |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for row in &mut bench.rows {
         println!("{}", line(row));
     }

@@ -399,12 +399,19 @@ impl TestServer {
     }
 
     /// Stop gracefully and start again on the same data dir and database.
-    pub async fn restart(mut self) -> anyhow::Result<Self> {
+    pub async fn restart(self) -> anyhow::Result<Self> {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Stop gracefully, let `between` change the data dir (what a crash or
+    /// an operator would leave), and start again on it.
+    pub async fn restart_with(mut self, between: impl FnOnce(&Path)) -> anyhow::Result<Self> {
         self.terminate();
         let status = self.wait().await?;
         if !status.success() {
             bail!("analyzer exited with {status}");
         }
+        between(&self.data_dir);
         TestServer::start(
             &self.data_dir,
             self.database_url.as_deref(),

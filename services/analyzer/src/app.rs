@@ -239,7 +239,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             Arc::new(ExtractiveAnalyst::default()),
         ),
     };
-    let vectors = open_vectors(&config, embedder.as_ref()).await?;
+    let vectors = open_vectors(&config, &db, embedder.as_ref()).await?;
     let (cache, redis): (Arc<dyn Cache>, _) = match &config.cache.redis_url {
         Some(url) => {
             let redis = Arc::new(
@@ -293,6 +293,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
 /// or the embedded Qdrant Edge shard.
 async fn open_vectors(
     config: &Config,
+    db: &Db,
     embedder: &dyn Embedder,
 ) -> anyhow::Result<Arc<dyn VectorStore>> {
     let (model, dims) = (embedder.model().to_owned(), embedder.dimensions());
@@ -301,6 +302,20 @@ async fn open_vectors(
         let store = tokio::task::spawn_blocking(move || EdgeStore::open(&dir, &model, dims))
             .await
             .context("opening the vector store")??;
+        if store.needs_reconcile() {
+            let began = std::time::Instant::now();
+            let report = crate::documents::reconcile(db, &store, embedder, config.chunking)
+                .await
+                .context("reconciling the vector store with the database")?;
+            tracing::info!(
+                documents = report.documents,
+                rebuilt = report.rebuilt,
+                chunks = report.chunks,
+                removed = report.removed,
+                duration_ms = began.elapsed().as_millis() as u64,
+                "vector store reconciled with the database (it was not stopped cleanly)"
+            );
+        }
         return Ok(Arc::new(Metered::new(Arc::new(store), "edge")));
     };
     let store = Arc::new(QdrantStore::new(qdrant, &model, dims).context("QDRANT_URL")?);

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use secrecy::ExposeSecret;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, Connection as _, Row};
 
 use crate::config::Config;
 use crate::tenants::{Tenant, TenantId, TenantStatus, Tier};
@@ -291,6 +291,17 @@ impl Db {
     /// Does not migrate: call [`Db::migrate`].
     pub async fn connect(config: &Config) -> Result<Self, StoreError> {
         let (url, backend) = target(config);
+        if backend == Backend::Sqlite {
+            // Switch a new file to WAL alone, before the pools open their
+            // connections: the switch cannot wait out a reader on another
+            // connection (the start's first query, say), it fails with
+            // "database is locked". On a file already in WAL it is a no-op.
+            let mut conn = sqlx::AnyConnection::connect(&url).await?;
+            for pragma in ["PRAGMA busy_timeout = 5000", "PRAGMA journal_mode = WAL"] {
+                sqlx::query(pragma).execute(&mut conn).await?;
+            }
+            conn.close().await?;
+        }
         let pool = pool_options(config, backend).connect(&url).await?;
         Ok(Self {
             pool,
@@ -519,6 +530,32 @@ impl Db {
         .await?
         .map(|row| document_from_row(&row))
         .transpose()
+    }
+
+    /// Up to `limit` documents of every tenant, ordered by tenant and id,
+    /// after the `(tenant, id)` given: the pages the vector store's
+    /// reconciliation walks.
+    pub async fn documents_after(
+        &self,
+        after: Option<&(String, String)>,
+        limit: u32,
+    ) -> Result<Vec<(String, StoredDocument)>, StoreError> {
+        let _quota = self.quota().await;
+        let (tenant, id) = after.map_or(("", ""), |(t, i)| (t.as_str(), i.as_str()));
+        sqlx::query(
+            "SELECT tenant_id, id, collection, revision, text, metadata, chunk_count, byte_size, \
+             vector_bytes, created_at, updated_at FROM documents \
+             WHERE tenant_id > $1 OR (tenant_id = $1 AND id > $2) \
+             ORDER BY tenant_id, id LIMIT $3",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("tenant_id")?, document_from_row(row)?)))
+        .collect()
     }
 
     /// The current `(revision, chunk_count, vector_bytes)` of those of

@@ -339,6 +339,18 @@ pub fn observe(state: Weak<AppInner>) {
         .build();
     let s = state.clone();
     meter
+        .u64_observable_gauge("analyzer_vector_maintenance_pending")
+        .with_description("The embedded vector store: 1 while writes wait for a flush or its segments for the optimizers (HNSW indexing, merges), else 0 (absent with a Qdrant server).")
+        .with_callback(move |o| {
+            if let Some(state) = s.upgrade()
+                && let Some(pending) = state.vectors.maintenance_pending()
+            {
+                o.observe(u64::from(pending), &[]);
+            }
+        })
+        .build();
+    let s = state.clone();
+    meter
         .u64_observable_gauge("analyzer_db_pool_connections")
         .with_description("Database pool connections, by pool and state (in_use, idle, max).")
         .with_callback(move |o| {

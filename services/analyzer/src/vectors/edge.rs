@@ -1,21 +1,41 @@
 //! The embedded vector store: the Qdrant engine in-process (`qdrant-edge`),
 //! persisted under the data dir, one shard per embedding model.
 //!
-//! The shard's calls are blocking, so they run on the blocking pool. Reads
-//! share a lock; a write holds it alone and flushes before returning, so an
-//! acknowledged ingest survives a crash (Edge does not replay its WAL on
-//! load, and its `flush` must not race an update).
+//! The database is the source of truth and the shard an index of it: every
+//! chunk can be rebuilt from its document's stored text. So a write applies
+//! to the shard and returns; a maintenance thread flushes the shard to disk
+//! (at most [`FLUSH_INTERVAL`] after a write) and runs Qdrant's optimizers:
+//! it builds the HNSW index and the int8 quantized copy of large segments,
+//! merges small ones and vacuums deleted points. Without them every search
+//! scored every point of the tenant.
+//!
+//! A clean stop ([`VectorStore::flush`]) flushes and leaves a marker file;
+//! a shard opened without one (a crash, a kill, a new or an emptied vector
+//! directory) is out of date by up to the last flush interval, and
+//! [`EdgeStore::needs_reconcile`] says so: the server then rebuilds what is
+//! missing from the database and removes what the database no longer has
+//! (`documents::reconcile`) before it serves. (Edge keeps a write-ahead log
+//! but never replays it on load, so it cannot be the recovery.)
+//!
+//! Searches, writes and the optimizers share the shard (Edge serializes
+//! updates itself, and optimizes segments through proxies while they are
+//! read and written); only a flush takes it alone, and flushes and
+//! optimizations run on the one maintenance thread, never at once (Edge's
+//! `flush` expects no concurrent update or segment swap).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use qdrant_edge::{
-    Condition, DEFAULT_VECTOR_NAME, Distance, EdgeConfigBuilder, EdgeShard,
-    EdgeVectorParamsBuilder, FieldCondition, Filter, JsonPath, KeywordIndexParams, Match,
-    NamedQuery, PayloadFieldSchema, PayloadSchemaParams, PayloadSchemaType, PointId,
-    PointInsertOperations, PointOperations, PointStruct, QueryEnum, SearchRequest, UpdateOperation,
-    ValueVariants, WithPayloadInterface,
+    Condition, DEFAULT_VECTOR_NAME, Distance, EdgeConfigBuilder, EdgeOptimizersConfig, EdgeShard,
+    EdgeVectorParamsBuilder, FieldCondition, Filter, HnswIndexConfig, JsonPath, KeywordIndexParams,
+    Match, NamedQuery, PayloadFieldSchema, PayloadSchemaParams, PayloadSchemaType, PointId,
+    PointInsertOperations, PointOperations, PointStruct, QuantizationConfig, QueryEnum,
+    ScalarQuantizationConfig, ScalarType, ScrollRequest, SearchRequest, UpdateOperation,
+    ValueVariants, WithPayloadInterface, WithVector,
 };
 use serde_json::Value;
 
@@ -25,24 +45,63 @@ use super::{
 };
 use crate::tenants::TenantId;
 
+/// The longest a write waits in memory before the shard is flushed.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The file a clean stop leaves in the shard's directory.
+const CLEAN_STOP: &str = "clean-stop";
+
 /// Qdrant Edge, in-process.
-#[derive(Clone)]
 pub struct EdgeStore {
-    shard: Arc<RwLock<EdgeShard>>,
+    shared: Arc<Shared>,
+    maintenance: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
     path: PathBuf,
+    reconcile: bool,
+}
+
+/// What the store's callers and its maintenance thread share.
+struct Shared {
+    shard: RwLock<EdgeShard>,
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Writes applied since the last flush.
+    unflushed: bool,
+    /// Writes applied since the optimizers last ran.
+    unoptimized: bool,
+    /// The maintenance thread is flushing or optimizing.
+    working: bool,
+    /// The store is stopping: the maintenance thread ends, writes fail.
+    closing: bool,
 }
 
 impl std::fmt::Debug for EdgeStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EdgeStore")
             .field("path", &self.path)
+            .field("reconcile", &self.reconcile)
             .finish()
     }
 }
 
 impl EdgeStore {
-    /// Open (or create) the shard for `model` under `dir`.
+    /// Open (or create) the shard for `model` under `dir` and start its
+    /// maintenance thread.
     pub fn open(dir: &Path, model: &str, dimensions: usize) -> Result<Self, VectorError> {
+        Self::open_with(dir, model, dimensions, None)
+    }
+
+    /// [`EdgeStore::open`] with the size (KiB of vectors) above which a
+    /// segment gets its HNSW index; Qdrant's default (10 MB) when `None`.
+    pub fn open_with(
+        dir: &Path,
+        model: &str,
+        dimensions: usize,
+        indexing_threshold_kb: Option<usize>,
+    ) -> Result<Self, VectorError> {
         let path = dir.join(slug(model));
         std::fs::create_dir_all(&path)
             .map_err(|e| VectorError::Internal(format!("create {}: {e}", path.display())))?;
@@ -54,7 +113,28 @@ impl EdgeStore {
                     .on_disk(true)
                     .build(),
             )
+            .hnsw_config(HnswIndexConfig::default())
+            .optimizers(EdgeOptimizersConfig {
+                indexing_threshold: indexing_threshold_kb,
+                ..EdgeOptimizersConfig::default()
+            })
+            // Indexed segments keep an int8 copy of their vectors in memory
+            // (a quarter of the float32 size) and score with it; the
+            // originals stay on disk for rescoring the best candidates.
+            .quantization_config(QuantizationConfig::from(ScalarQuantizationConfig {
+                r#type: ScalarType::Int8,
+                quantile: Some(0.99),
+                always_ram: Some(true),
+            }))
             .build();
+        let marker = path.join(CLEAN_STOP);
+        let clean = marker.exists();
+        if clean {
+            // From here on a crash must be seen as one.
+            std::fs::remove_file(&marker)
+                .and_then(|()| sync_dir(&path))
+                .map_err(|e| VectorError::Internal(format!("remove {}: {e}", marker.display())))?;
+        }
         let existing = path.join("edge_config.json").exists();
         let shard = if existing {
             EdgeShard::load(&path, Some(config))
@@ -66,10 +146,84 @@ impl EdgeStore {
             create_payload_indexes(&shard)?;
             shard.flush();
         }
+        let shared = Arc::new(Shared {
+            shard: RwLock::new(shard),
+            state: Mutex::new(State {
+                // Segments a crash left unindexed get their index now.
+                unoptimized: true,
+                ..State::default()
+            }),
+            wake: Condvar::new(),
+        });
+        let maintenance = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("edge-maintenance".into())
+                .spawn(move || maintain(&shared))
+                .map_err(|e| VectorError::Internal(format!("start maintenance thread: {e}")))?
+        };
         Ok(Self {
-            shard: Arc::new(RwLock::new(shard)),
+            shared,
+            maintenance: Arc::new(Mutex::new(Some(maintenance))),
             path,
+            reconcile: !clean,
         })
+    }
+
+    /// Whether the shard may be behind the database: it was not stopped
+    /// cleanly (or is new), so writes of the last flush interval may be
+    /// missing from it, or deletes undone.
+    pub fn needs_reconcile(&self) -> bool {
+        self.reconcile
+    }
+
+    /// The ids of every point in the shard, of every tenant (for the
+    /// reconciliation after an unclean stop).
+    pub async fn point_ids(&self) -> Result<HashSet<uuid::Uuid>, VectorError> {
+        self.read(|shard| {
+            let mut ids = HashSet::new();
+            let mut offset = None;
+            loop {
+                let (records, next) = shard
+                    .scroll(ScrollRequest {
+                        offset,
+                        limit: Some(10_000),
+                        filter: None,
+                        with_payload: Some(WithPayloadInterface::Bool(false)),
+                        with_vector: WithVector::Bool(false),
+                        order_by: None,
+                    })
+                    .map_err(internal)?;
+                ids.extend(records.into_iter().filter_map(|r| match r.id {
+                    PointId::Uuid(id) => Some(id),
+                    PointId::NumId(_) => None,
+                }));
+                match next {
+                    Some(next) => offset = Some(next),
+                    None => return Ok(ids),
+                }
+            }
+        })
+        .await
+    }
+
+    /// How many vectors are in HNSW-indexed segments.
+    pub async fn indexed_vectors(&self) -> Result<usize, VectorError> {
+        self.read(|shard| Ok(shard.info().indexed_vectors_count))
+            .await
+    }
+
+    /// Remove points by id, whatever tenant they belong to (the
+    /// reconciliation's removal of chunks the database no longer has).
+    pub async fn delete_points(&self, ids: Vec<uuid::Uuid>) -> Result<(), VectorError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids = ids.into_iter().map(PointId::Uuid).collect();
+        self.write(vec![UpdateOperation::PointOperation(
+            PointOperations::DeletePoints { ids },
+        )])
+        .await
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T, VectorError>
@@ -77,11 +231,12 @@ impl EdgeStore {
         T: Send + 'static,
         F: FnOnce(&EdgeShard) -> Result<T, VectorError> + Send + 'static,
     {
-        // Reads (searches) scan vectors for milliseconds: they run in the
+        // Reads (searches) score vectors for milliseconds: they run in the
         // tier's lane, fair between tenants (see `lanes`).
-        let shard = Arc::clone(&self.shard);
+        let shared = Arc::clone(&self.shared);
         crate::lanes::run(move || {
-            let guard = shard
+            let guard = shared
+                .shard
                 .read()
                 .map_err(|_| VectorError::Internal("shard lock poisoned".into()))?;
             f(&guard)
@@ -91,20 +246,171 @@ impl EdgeStore {
     }
 
     async fn write(&self, operations: Vec<UpdateOperation>) -> Result<(), VectorError> {
-        let shard = Arc::clone(&self.shard);
+        let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
-            let guard = shard
-                .write()
-                .map_err(|_| VectorError::Internal("shard lock poisoned".into()))?;
-            for op in operations {
-                guard.update(op).map_err(internal)?;
+            if shared.state()?.closing {
+                return Err(VectorError::Unavailable(
+                    "the vector store is closed".into(),
+                ));
             }
-            guard.flush();
-            Ok(())
+            let result = {
+                let guard = shared
+                    .shard
+                    .read()
+                    .map_err(|_| VectorError::Internal("shard lock poisoned".into()))?;
+                operations
+                    .into_iter()
+                    .try_for_each(|op| guard.update(op).map_err(internal))
+            };
+            // Even a failed batch may have applied part of itself.
+            let mut state = shared.state()?;
+            state.unflushed = true;
+            state.unoptimized = true;
+            drop(state);
+            shared.wake.notify_one();
+            result
         })
         .await
         .map_err(|e| VectorError::Internal(format!("blocking task: {e}")))?
     }
+
+    /// Stop the maintenance thread, flush, and mark the stop clean.
+    async fn close(&self) -> Result<(), VectorError> {
+        let (shared, maintenance) = (Arc::clone(&self.shared), Arc::clone(&self.maintenance));
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            stop_maintenance(&shared, &maintenance)?;
+            shared.flush()?;
+            let marker = path.join(CLEAN_STOP);
+            std::fs::File::create(&marker)
+                .and_then(|f| f.sync_all())
+                .and_then(|()| sync_dir(&path))
+                .map_err(|e| VectorError::Internal(format!("write {}: {e}", marker.display())))
+        })
+        .await
+        .map_err(|e| VectorError::Internal(format!("blocking task: {e}")))?
+    }
+}
+
+impl Drop for EdgeStore {
+    /// Without [`VectorStore::flush`] (a test, a failed start): the thread
+    /// stops and the shard flushes as it drops, but the stop is not marked
+    /// clean, so the next open reconciles.
+    fn drop(&mut self) {
+        if let Err(e) = stop_maintenance(&self.shared, &self.maintenance) {
+            tracing::error!(target: "analyzer::vectors", error = %e, "stopping the vector store");
+        }
+    }
+}
+
+/// Tell the maintenance thread to stop and wait for it: an optimization
+/// under way finishes first (Edge cannot stop one).
+fn stop_maintenance(
+    shared: &Shared,
+    maintenance: &Mutex<Option<std::thread::JoinHandle<()>>>,
+) -> Result<(), VectorError> {
+    shared.state()?.closing = true;
+    shared.wake.notify_one();
+    let handle = maintenance
+        .lock()
+        .map_err(|_| VectorError::Internal("maintenance lock poisoned".into()))?
+        .take();
+    match handle {
+        Some(handle) => handle
+            .join()
+            .map_err(|_| VectorError::Internal("the maintenance thread panicked".into())),
+        None => Ok(()),
+    }
+}
+
+impl Shared {
+    fn state(&self) -> Result<MutexGuard<'_, State>, VectorError> {
+        self.state
+            .lock()
+            .map_err(|_| VectorError::Internal("store state lock poisoned".into()))
+    }
+
+    /// Flush with the shard to itself: Edge's flush must not meet an update.
+    fn flush(&self) -> Result<(), VectorError> {
+        self.shard
+            .write()
+            .map_err(|_| VectorError::Internal("shard lock poisoned".into()))?
+            .flush();
+        Ok(())
+    }
+
+    fn optimize(&self) -> Result<bool, VectorError> {
+        self.shard
+            .read()
+            .map_err(|_| VectorError::Internal("shard lock poisoned".into()))?
+            .optimize()
+            .map_err(internal)
+    }
+}
+
+/// The maintenance thread: flush what was written, then let the optimizers
+/// do what they find to do (a quick no-op when the segments are in shape).
+fn maintain(shared: &Shared) {
+    loop {
+        let (flush, optimize) = {
+            let Ok(mut state) = shared.state() else {
+                return;
+            };
+            while !state.closing && !state.unflushed && !state.unoptimized {
+                state = match shared.wake.wait(state) {
+                    Ok(state) => state,
+                    Err(_) => return,
+                };
+            }
+            if state.closing {
+                return;
+            }
+            let work = (state.unflushed, state.unoptimized);
+            state.unflushed = false;
+            state.unoptimized = false;
+            state.working = true;
+            work
+        };
+        if optimize {
+            let began = std::time::Instant::now();
+            match shared.optimize() {
+                Ok(true) => tracing::info!(
+                    target: "analyzer::vectors",
+                    duration_ms = began.elapsed().as_millis() as u64,
+                    "vector segments optimized"
+                ),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(target: "analyzer::vectors", error = %e, "vector segment optimization failed")
+                }
+            }
+        }
+        if (flush || optimize)
+            && let Err(e) = shared.flush()
+        {
+            tracing::error!(target: "analyzer::vectors", error = %e, "vector store flush failed");
+        }
+        // Writes of the next interval share one flush.
+        let Ok(mut state) = shared.state() else {
+            return;
+        };
+        state.working = false;
+        let rest = std::time::Instant::now() + FLUSH_INTERVAL;
+        while !state.closing {
+            let left = rest.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = match shared.wake.wait_timeout(state, left) {
+                Ok((state, _)) => state,
+                Err(_) => return,
+            };
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn create_payload_indexes(shard: &EdgeShard) -> Result<(), VectorError> {
@@ -294,17 +600,14 @@ impl VectorStore for EdgeStore {
         "qdrant-edge".to_owned()
     }
 
+    fn maintenance_pending(&self) -> Option<bool> {
+        let state = self.shared.state().ok()?;
+        Some(state.unflushed || state.unoptimized || state.working)
+    }
+
     async fn flush(&self) -> Result<(), VectorError> {
-        let shard = Arc::clone(&self.shard);
-        tokio::task::spawn_blocking(move || {
-            let guard = shard
-                .write()
-                .map_err(|_| VectorError::Internal("shard lock poisoned".into()))?;
-            guard.flush();
-            Ok(())
-        })
-        .await
-        .map_err(|e| VectorError::Internal(format!("blocking task: {e}")))?
+        // Called once, at shutdown: the stop is clean once this returns.
+        self.close().await
     }
 }
 
@@ -323,6 +626,11 @@ mod tests {
             metadata: metadata.as_object().cloned().unwrap_or_default(),
             vector,
         }
+    }
+
+    async fn hits(store: &EdgeStore, t: &TenantId) -> usize {
+        let query = query(vec![0.0, 1.0], vec![]);
+        store.search(t, query).await.expect("search").len()
     }
 
     fn query(vector: Vec<f32>, filter: Vec<(String, FilterValue)>) -> SearchQuery {
@@ -434,6 +742,94 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_clean_stop_is_marked_and_anything_else_asks_for_reconciliation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = TenantId::generate();
+        {
+            let store = EdgeStore::open(dir.path(), "m", 2).expect("open");
+            assert!(
+                store.needs_reconcile(),
+                "a new shard is checked against the database"
+            );
+            store
+                .upsert(&t, vec![point("d1", 0, vec![0.0, 1.0], json!({}))])
+                .await
+                .expect("upsert");
+            store.flush().await.expect("clean stop");
+            assert!(
+                store
+                    .upsert(&t, vec![point("d2", 0, vec![0.0, 1.0], json!({}))])
+                    .await
+                    .is_err(),
+                "a closed store takes no writes"
+            );
+        }
+        {
+            let store = EdgeStore::open(dir.path(), "m", 2).expect("reopen");
+            assert!(!store.needs_reconcile());
+            assert_eq!(hits(&store, &t).await, 1);
+            store
+                .upsert(&t, vec![point("d2", 0, vec![0.0, 1.0], json!({}))])
+                .await
+                .expect("upsert");
+            // Dropped without a clean stop.
+        }
+        let store = EdgeStore::open(dir.path(), "m", 2).expect("reopen");
+        assert!(store.needs_reconcile());
+        assert_eq!(hits(&store, &t).await, 2, "the shard flushes as it drops");
+        store
+            .delete_points(vec![point_id(&t, "d2", "r1", 0)])
+            .await
+            .expect("delete");
+        assert_eq!(hits(&store, &t).await, 1);
+        assert_eq!(store.point_ids().await.expect("ids").len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_segments_are_indexed_in_the_background() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Index anything above 1 KiB of vectors.
+        let store = EdgeStore::open_with(dir.path(), "m", 16, Some(1)).expect("open");
+        let t = TenantId::generate();
+        // Pseudo-random directions (xorshift), distinct for every point.
+        let vector = |i: u32| -> Vec<f32> {
+            let mut x = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            (0..16)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x % 2001) as f32 / 1000.0 - 1.0
+                })
+                .collect()
+        };
+        for batch in 0..4u32 {
+            let points = (batch * 250..(batch + 1) * 250)
+                .map(|i| point(&format!("d{i}"), 0, vector(i), json!({})))
+                .collect();
+            store.upsert(&t, points).await.expect("upsert");
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while store.maintenance_pending() != Some(false) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "maintenance never settled"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(
+            store.indexed_vectors().await.expect("info") > 0,
+            "no segment was indexed"
+        );
+        let found = store
+            .search(&t, query(vector(420), vec![]))
+            .await
+            .expect("search");
+        assert_eq!(found[0].document_id, "d420");
+        assert_eq!(store.point_ids().await.expect("ids").len(), 1000);
+    }
+
+    #[tokio::test]
     async fn data_survives_reopening_the_shard() {
         let dir = tempfile::tempdir().expect("tempdir");
         let t = TenantId::generate();
@@ -443,6 +839,7 @@ mod tests {
                 .upsert(&t, vec![point("d1", 0, vec![0.0, 1.0], json!({}))])
                 .await
                 .expect("upsert");
+            store.flush().await.expect("clean stop");
         }
         let store = EdgeStore::open(dir.path(), "m", 2).expect("reopen");
         let hits = store

@@ -134,4 +134,8 @@ impl VectorStore for Metered {
     fn breaker_state(&self) -> Option<&'static str> {
         self.inner.breaker_state()
     }
+
+    fn maintenance_pending(&self) -> Option<bool> {
+        self.inner.maintenance_pending()
+    }
 }

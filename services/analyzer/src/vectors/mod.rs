@@ -166,6 +166,12 @@ pub trait VectorStore: Send + Sync {
     fn breaker_state(&self) -> Option<&'static str> {
         None
     }
+
+    /// For a store that flushes and indexes in the background (the
+    /// embedded one): whether that work is pending or under way.
+    fn maintenance_pending(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// The point id of a chunk: a UUIDv5 of tenant, document, revision and
