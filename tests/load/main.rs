@@ -187,8 +187,22 @@ impl Target {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        let output = self.server.output();
+        let layout = output
+            .lines()
+            .rev()
+            .find(|l| l.contains("vector segments optimized"))
+            .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| {
+                let f = &v["fields"];
+                format!(
+                    "; {} segments, {} points, {} in indexed segments",
+                    f["segments"], f["points"], f["indexed_vectors"]
+                )
+            })
+            .unwrap_or_default();
         eprintln!(
-            "vector store settled (flushed and indexed) after {:.1} s",
+            "vector store settled (flushed and indexed) after {:.1} s{layout}",
             began.elapsed().as_secs_f64()
         );
         Ok(())

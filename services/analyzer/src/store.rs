@@ -273,11 +273,15 @@ fn pool_options(config: &Config, backend: Backend) -> AnyPoolOptions {
                 // The timeout first: on a new file every connection opens at
                 // once, and switching to WAL takes a lock the others must
                 // wait for ("database is locked" otherwise).
+                // Each connection's page cache is held to 1 MiB (SQLite's
+                // default is 2 MiB, times every connection of both pools);
+                // the file's pages stay in the OS page cache anyway.
                 for pragma in [
                     "PRAGMA busy_timeout = 5000",
                     "PRAGMA journal_mode = WAL",
                     "PRAGMA synchronous = NORMAL",
                     "PRAGMA foreign_keys = ON",
+                    "PRAGMA cache_size = -1024",
                 ] {
                     sqlx::query(pragma).execute(&mut *conn).await?;
                 }

@@ -31,11 +31,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use qdrant_edge::{
     Condition, DEFAULT_VECTOR_NAME, Distance, EdgeConfigBuilder, EdgeOptimizersConfig, EdgeShard,
-    EdgeVectorParamsBuilder, FieldCondition, Filter, HnswIndexConfig, JsonPath, KeywordIndexParams,
-    Match, NamedQuery, PayloadFieldSchema, PayloadSchemaParams, PayloadSchemaType, PointId,
-    PointInsertOperations, PointOperations, PointStruct, QuantizationConfig, QueryEnum,
-    ScalarQuantizationConfig, ScalarType, ScrollRequest, SearchRequest, UpdateOperation,
-    ValueVariants, WithPayloadInterface, WithVector,
+    EdgeVectorParamsBuilder, FieldCondition, Filter, HnswIndexConfig, IntegerIndexParams, JsonPath,
+    KeywordIndexParams, Match, NamedQuery, PayloadFieldSchema, PayloadSchemaParams,
+    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct,
+    QuantizationConfig, QueryEnum, ScalarQuantizationConfig, ScalarType, ScrollRequest,
+    SearchRequest, UpdateOperation, UuidIndexParams, ValueVariants, WithPayloadInterface,
+    WithVector,
 };
 use serde_json::Value;
 
@@ -47,6 +48,13 @@ use crate::tenants::TenantId;
 
 /// The longest a write waits in memory before the shard is flushed.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A segment past this many KiB of vectors gets its HNSW index (about
+/// 2,000 chunks of the built-in 256-dimension embedding). Qdrant's default,
+/// 10 MB, left up to 10,000 points in the appendable segment, which every
+/// search scores one by one, in float32, through the filter: uncached
+/// search kept up with 1,500/s offered only at 2 MB (BENCHMARKS.md).
+const INDEXING_THRESHOLD_KB: usize = 2_000;
 
 /// The file a clean stop leaves in the shard's directory.
 const CLEAN_STOP: &str = "clean-stop";
@@ -91,7 +99,7 @@ impl EdgeStore {
     /// Open (or create) the shard for `model` under `dir` and start its
     /// maintenance thread.
     pub fn open(dir: &Path, model: &str, dimensions: usize) -> Result<Self, VectorError> {
-        Self::open_with(dir, model, dimensions, None)
+        Self::open_with(dir, model, dimensions, Some(INDEXING_THRESHOLD_KB))
     }
 
     /// [`EdgeStore::open`] with the size (KiB of vectors) above which a
@@ -113,7 +121,16 @@ impl EdgeStore {
                     .on_disk(true)
                     .build(),
             )
-            .hnsw_config(HnswIndexConfig::default())
+            // No graph across tenants (every search is a tenant's): links
+            // are built per tenant, through the tenant index (Qdrant's
+            // multitenancy layout). A tenant too small for a graph of its
+            // own (below `full_scan_threshold`) is scored point by point
+            // through the payload index.
+            .hnsw_config(HnswIndexConfig {
+                m: 0,
+                payload_m: Some(16),
+                ..HnswIndexConfig::default()
+            })
             .optimizers(EdgeOptimizersConfig {
                 indexing_threshold: indexing_threshold_kb,
                 ..EdgeOptimizersConfig::default()
@@ -142,10 +159,12 @@ impl EdgeStore {
             EdgeShard::new(&path, config)
         }
         .map_err(|e| VectorError::Internal(format!("open shard {}: {e}", path.display())))?;
-        if !existing {
+        if existing {
+            upgrade_payload_indexes(&shard)?;
+        } else {
             create_payload_indexes(&shard)?;
-            shard.flush();
         }
+        shard.flush();
         let shared = Arc::new(Shared {
             shard: RwLock::new(shard),
             state: Mutex::new(State {
@@ -339,12 +358,27 @@ impl Shared {
         Ok(())
     }
 
+    /// Run the optimizers on a thread of the lowest priority (and the
+    /// index builders it starts, which inherit it): index builds take only
+    /// CPU that requests leave. At normal priority a merge rebuilding a
+    /// 150k-point segment under the mixed load took both cores and made
+    /// requests wait past their database timeouts (503s, measured).
     fn optimize(&self) -> Result<bool, VectorError> {
-        self.shard
-            .read()
-            .map_err(|_| VectorError::Internal("shard lock poisoned".into()))?
-            .optimize()
-            .map_err(internal)
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("edge-optimizer".into())
+                .spawn_scoped(scope, || {
+                    crate::lanes::lower_priority();
+                    self.shard
+                        .read()
+                        .map_err(|_| VectorError::Internal("shard lock poisoned".into()))?
+                        .optimize()
+                        .map_err(internal)
+                })
+                .map_err(|e| VectorError::Internal(format!("start optimizer thread: {e}")))?
+                .join()
+                .map_err(|_| VectorError::Internal("the optimizer thread panicked".into()))?
+        })
     }
 }
 
@@ -374,11 +408,17 @@ fn maintain(shared: &Shared) {
         if optimize {
             let began = std::time::Instant::now();
             match shared.optimize() {
-                Ok(true) => tracing::info!(
-                    target: "analyzer::vectors",
-                    duration_ms = began.elapsed().as_millis() as u64,
-                    "vector segments optimized"
-                ),
+                Ok(true) => {
+                    let info = shared.shard.read().map(|shard| shard.info()).ok();
+                    tracing::info!(
+                        target: "analyzer::vectors",
+                        duration_ms = began.elapsed().as_millis() as u64,
+                        segments = info.as_ref().map(|i| i.segments_count),
+                        points = info.as_ref().map(|i| i.points_count),
+                        indexed_vectors = info.as_ref().map(|i| i.indexed_vectors_count),
+                        "vector segments optimized"
+                    );
+                }
                 Ok(false) => {}
                 Err(e) => {
                     tracing::error!(target: "analyzer::vectors", error = %e, "vector segment optimization failed")
@@ -413,33 +453,82 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// The tenant id's index: a UUID index (tenant ids are UUIDs), marked as
+/// the tenant partition. Every search checks it on every point the HNSW
+/// graph visits; as a keyword index that check (string compares) took a
+/// third of an uncached search's time, as a UUID it compares two integers.
+fn tenant_index() -> PayloadFieldSchema {
+    PayloadFieldSchema::FieldParams(PayloadSchemaParams::Uuid(UuidIndexParams {
+        r#type: Default::default(),
+        is_tenant: Some(true),
+        on_disk: None,
+        enable_hnsw: None,
+    }))
+}
+
+fn create_index(
+    shard: &EdgeShard,
+    field: &str,
+    schema: PayloadFieldSchema,
+) -> Result<(), VectorError> {
+    shard
+        .update(UpdateOperation::FieldIndexOperation(
+            qdrant_edge::FieldIndexOperations::CreateIndex(qdrant_edge::CreateIndex {
+                field_name: path(field)?,
+                field_schema: Some(schema),
+            }),
+        ))
+        .map_err(internal)
+}
+
+/// The payload indexes. Only the tenant's builds HNSW links (Qdrant's
+/// multitenant layout, with `m: 0` and `payload_m` in the HNSW config: one
+/// graph per tenant and none across tenants, which no search could use).
 fn create_payload_indexes(shard: &EdgeShard) -> Result<(), VectorError> {
-    let keyword = |is_tenant: bool| {
+    let keyword =
         PayloadFieldSchema::FieldParams(PayloadSchemaParams::Keyword(KeywordIndexParams {
             r#type: Default::default(),
-            is_tenant: Some(is_tenant),
+            is_tenant: Some(false),
             on_disk: None,
-            enable_hnsw: None,
-        }))
-    };
-    for (field, schema) in [
-        (keys::TENANT, keyword(true)),
-        (keys::DOCUMENT, keyword(false)),
-        (keys::COLLECTION, keyword(false)),
-        (
-            keys::CHUNK,
-            PayloadFieldSchema::FieldType(PayloadSchemaType::Integer),
-        ),
-    ] {
-        shard
-            .update(UpdateOperation::FieldIndexOperation(
-                qdrant_edge::FieldIndexOperations::CreateIndex(qdrant_edge::CreateIndex {
-                    field_name: path(field)?,
-                    field_schema: Some(schema),
-                }),
-            ))
-            .map_err(internal)?;
+            enable_hnsw: Some(false),
+        }));
+    create_index(shard, keys::TENANT, tenant_index())?;
+    create_index(shard, keys::DOCUMENT, keyword.clone())?;
+    create_index(shard, keys::COLLECTION, keyword)?;
+    create_index(
+        shard,
+        keys::CHUNK,
+        PayloadFieldSchema::FieldParams(PayloadSchemaParams::Integer(IntegerIndexParams {
+            r#type: Default::default(),
+            lookup: Some(true),
+            range: Some(true),
+            is_principal: None,
+            on_disk: None,
+            enable_hnsw: Some(false),
+        })),
+    )
+}
+
+/// Shards written before the tenant index became a UUID index (and the
+/// others stopped building HNSW links) get today's indexes; the payload is
+/// the same, only the indexes are rebuilt.
+fn upgrade_payload_indexes(shard: &EdgeShard) -> Result<(), VectorError> {
+    let schema = shard.info().payload_schema;
+    let tenant = schema.get(&path(keys::TENANT)?).map(|info| info.data_type);
+    if tenant == Some(PayloadSchemaType::Uuid) {
+        return Ok(());
     }
+    for field in [keys::TENANT, keys::DOCUMENT, keys::COLLECTION, keys::CHUNK] {
+        if schema.contains_key(&path(field)?) {
+            shard
+                .update(UpdateOperation::FieldIndexOperation(
+                    qdrant_edge::FieldIndexOperations::DeleteIndex(path(field)?),
+                ))
+                .map_err(internal)?;
+        }
+    }
+    create_payload_indexes(shard)?;
+    tracing::info!(target: "analyzer::vectors", "payload indexes rebuilt (tenant id as a UUID index)");
     Ok(())
 }
 
@@ -783,6 +872,57 @@ mod tests {
             .expect("delete");
         assert_eq!(hits(&store, &t).await, 1);
         assert_eq!(store.point_ids().await.expect("ids").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_indexes_of_an_older_shard_are_rebuilt() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (TenantId::generate(), TenantId::generate());
+        let tenant_index = |store: &EdgeStore| {
+            let shard = store.shared.shard.read().expect("lock");
+            shard
+                .info()
+                .payload_schema
+                .get(&path(keys::TENANT).expect("path"))
+                .map(|i| i.data_type)
+        };
+        {
+            let store = EdgeStore::open(dir.path(), "m", 2).expect("open");
+            assert_eq!(tenant_index(&store), Some(PayloadSchemaType::Uuid));
+            for t in [&a, &b] {
+                store
+                    .upsert(t, vec![point("d", 0, vec![0.0, 1.0], json!({}))])
+                    .await
+                    .expect("upsert");
+            }
+            // The layout of shards written before: a keyword index.
+            {
+                let shard = store.shared.shard.read().expect("lock");
+                shard
+                    .update(UpdateOperation::FieldIndexOperation(
+                        qdrant_edge::FieldIndexOperations::DeleteIndex(
+                            path(keys::TENANT).expect("path"),
+                        ),
+                    ))
+                    .expect("drop index");
+                create_index(
+                    &shard,
+                    keys::TENANT,
+                    PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword),
+                )
+                .expect("keyword index");
+            }
+            assert_eq!(tenant_index(&store), Some(PayloadSchemaType::Keyword));
+            store.flush().await.expect("clean stop");
+        }
+        let store = EdgeStore::open(dir.path(), "m", 2).expect("reopen");
+        assert_eq!(tenant_index(&store), Some(PayloadSchemaType::Uuid));
+        assert_eq!(
+            hits(&store, &a).await,
+            1,
+            "each tenant sees its own point only"
+        );
+        assert_eq!(hits(&store, &b).await, 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
