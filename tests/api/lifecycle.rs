@@ -145,6 +145,7 @@ on_both_databases! {
             .find(|l| l.contains("vector store reconciled"))
             .unwrap_or_else(|| panic!("no reconciliation logged: {log}"));
         let line: serde_json::Value = serde_json::from_str(line).expect("json log line");
+        assert_eq!(line["fields"]["reason"], "the shard was not stopped cleanly", "{line}");
         assert_eq!(line["fields"]["rebuilt"], 1, "{line}");
         assert_eq!(line["fields"]["documents"], 2, "{line}");
         assert!(line["fields"]["removed"].as_u64().expect("removed") >= 1, "{line}");

@@ -302,7 +302,7 @@ async fn open_vectors(
         let store = tokio::task::spawn_blocking(move || EdgeStore::open(&dir, &model, dims))
             .await
             .context("opening the vector store")??;
-        if store.needs_reconcile() {
+        if let Some(reason) = store.reconcile_reason() {
             let began = std::time::Instant::now();
             let report = crate::documents::reconcile(db, &store, embedder, config.chunking)
                 .await
@@ -313,7 +313,8 @@ async fn open_vectors(
                 chunks = report.chunks,
                 removed = report.removed,
                 duration_ms = began.elapsed().as_millis() as u64,
-                "vector store reconciled with the database (it was not stopped cleanly)"
+                reason,
+                "vector store reconciled with the database"
             );
         }
         return Ok(Arc::new(Metered::new(Arc::new(store), "edge")));

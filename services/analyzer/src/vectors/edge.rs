@@ -64,7 +64,8 @@ pub struct EdgeStore {
     shared: Arc<Shared>,
     maintenance: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
     path: PathBuf,
-    reconcile: bool,
+    /// Why the shard must be checked against the database, if it must.
+    reconcile: Option<&'static str>,
 }
 
 /// What the store's callers and its maintenance thread share.
@@ -185,7 +186,11 @@ impl EdgeStore {
             shared,
             maintenance: Arc::new(Mutex::new(Some(maintenance))),
             path,
-            reconcile: !clean,
+            reconcile: match (existing, clean) {
+                (_, true) => None,
+                (true, false) => Some("the shard was not stopped cleanly"),
+                (false, false) => Some("a new shard"),
+            },
         })
     }
 
@@ -193,6 +198,12 @@ impl EdgeStore {
     /// cleanly (or is new), so writes of the last flush interval may be
     /// missing from it, or deletes undone.
     pub fn needs_reconcile(&self) -> bool {
+        self.reconcile.is_some()
+    }
+
+    /// Why [`EdgeStore::needs_reconcile`] is true: a new shard, or one
+    /// that was not stopped cleanly.
+    pub fn reconcile_reason(&self) -> Option<&'static str> {
         self.reconcile
     }
 
