@@ -312,26 +312,19 @@ impl Ingestor<'_> {
         let mut rows = Vec::with_capacity(documents.len());
         for (doc, chunks) in documents.into_iter().zip(chunked) {
             let revision = uuid::Uuid::new_v4().simple().to_string();
-            let mut vector_bytes = 0u64;
             let chunk_count = chunks.len();
-            for (i, text) in chunks.into_iter().enumerate() {
-                let vector = vectors.next().ok_or_else(|| {
-                    ServiceError::Provider(crate::embed::ProviderError::BadGateway(
-                        "embedder returned fewer vectors than inputs".into(),
-                    ))
-                })?;
-                let point = ChunkPoint {
-                    document_id: doc.id.clone(),
-                    revision: revision.clone(),
-                    collection: collection.clone(),
-                    chunk: u32::try_from(i).unwrap_or(u32::MAX),
-                    text,
-                    metadata: doc.metadata.clone(),
-                    vector,
-                };
-                vector_bytes += point.stored_bytes();
-                points.push(point);
-            }
+            let chunk_points = chunk_points(
+                Revision {
+                    document_id: &doc.id,
+                    revision: &revision,
+                    collection: &collection,
+                    metadata: &doc.metadata,
+                },
+                chunks,
+                &mut vectors,
+            )?;
+            let vector_bytes: u64 = chunk_points.iter().map(ChunkPoint::stored_bytes).sum();
+            points.extend(chunk_points);
             rows.push(StoredDocument {
                 id: doc.id,
                 collection: collection.clone(),
@@ -449,6 +442,43 @@ pub async fn delete(
     Ok(())
 }
 
+/// The document revision a set of chunks belongs to.
+struct Revision<'a> {
+    document_id: &'a str,
+    revision: &'a str,
+    collection: &'a str,
+    metadata: &'a Map<String, Value>,
+}
+
+/// The points of one revision's `chunks`, each with the next of `vectors`
+/// (the embeddings of a batch, in chunk order).
+fn chunk_points(
+    of: Revision<'_>,
+    chunks: Vec<String>,
+    vectors: &mut impl Iterator<Item = Vec<f32>>,
+) -> Result<Vec<ChunkPoint>, ServiceError> {
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let vector = vectors.next().ok_or_else(|| {
+                ServiceError::Provider(crate::embed::ProviderError::BadGateway(
+                    "embedder returned fewer vectors than inputs".into(),
+                ))
+            })?;
+            Ok(ChunkPoint {
+                document_id: of.document_id.to_owned(),
+                revision: of.revision.to_owned(),
+                collection: of.collection.to_owned(),
+                chunk: u32::try_from(i).unwrap_or(u32::MAX),
+                text,
+                metadata: of.metadata.clone(),
+                vector,
+            })
+        })
+        .collect()
+}
+
 /// What a reconciliation of the embedded vector store found and mended.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Reconciled {
@@ -519,23 +549,16 @@ pub async fn reconcile(
                 );
             }
             let metadata = doc.metadata.as_object().cloned().unwrap_or_default();
-            let mut points = Vec::with_capacity(chunks.len());
-            for (i, text) in chunks.into_iter().enumerate() {
-                let vector = vectors.next().ok_or_else(|| {
-                    ServiceError::Provider(crate::embed::ProviderError::BadGateway(
-                        "embedder returned fewer vectors than inputs".into(),
-                    ))
-                })?;
-                points.push(ChunkPoint {
-                    document_id: doc.id.clone(),
-                    revision: doc.revision.clone(),
-                    collection: doc.collection.clone(),
-                    chunk: u32::try_from(i).unwrap_or(u32::MAX),
-                    text,
-                    metadata: metadata.clone(),
-                    vector,
-                });
-            }
+            let points = chunk_points(
+                Revision {
+                    document_id: &doc.id,
+                    revision: &doc.revision,
+                    collection: &doc.collection,
+                    metadata: &metadata,
+                },
+                chunks,
+                &mut vectors,
+            )?;
             report.rebuilt += 1;
             report.chunks += points.len();
             store.upsert(&tenant, points).await?;
