@@ -12,7 +12,7 @@
 //! A clean stop ([`VectorStore::flush`]) flushes and leaves a marker file;
 //! a shard opened without one (a crash, a kill, a new or an emptied vector
 //! directory) is out of date by up to the last flush interval, and
-//! [`EdgeStore::needs_reconcile`] says so: the server then rebuilds what is
+//! [`EdgeStore::reconcile_reason`] says so: the server then rebuilds what is
 //! missing from the database and removes what the database no longer has
 //! (`documents::reconcile`) before it serves. (Edge keeps a write-ahead log
 //! but never replays it on load, so it cannot be the recovery.)
@@ -194,15 +194,9 @@ impl EdgeStore {
         })
     }
 
-    /// Whether the shard may be behind the database: it was not stopped
-    /// cleanly (or is new), so writes of the last flush interval may be
-    /// missing from it, or deletes undone.
-    pub fn needs_reconcile(&self) -> bool {
-        self.reconcile.is_some()
-    }
-
-    /// Why [`EdgeStore::needs_reconcile`] is true: a new shard, or one
-    /// that was not stopped cleanly.
+    /// Why the shard may be behind the database, if it may: it is new, or
+    /// it was not stopped cleanly, so writes of the last flush interval may
+    /// be missing from it, or deletes undone.
     pub fn reconcile_reason(&self) -> Option<&'static str> {
         self.reconcile
     }
@@ -492,6 +486,14 @@ fn create_index(
         .map_err(internal)
 }
 
+fn delete_index(shard: &EdgeShard, field: &str) -> Result<(), VectorError> {
+    shard
+        .update(UpdateOperation::FieldIndexOperation(
+            qdrant_edge::FieldIndexOperations::DeleteIndex(path(field)?),
+        ))
+        .map_err(internal)
+}
+
 /// The payload indexes. Only the tenant's builds HNSW links (Qdrant's
 /// multitenant layout, with `m: 0` and `payload_m` in the HNSW config: one
 /// graph per tenant and none across tenants, which no search could use).
@@ -531,11 +533,7 @@ fn upgrade_payload_indexes(shard: &EdgeShard) -> Result<(), VectorError> {
     }
     for field in [keys::TENANT, keys::DOCUMENT, keys::COLLECTION, keys::CHUNK] {
         if schema.contains_key(&path(field)?) {
-            shard
-                .update(UpdateOperation::FieldIndexOperation(
-                    qdrant_edge::FieldIndexOperations::DeleteIndex(path(field)?),
-                ))
-                .map_err(internal)?;
+            delete_index(shard, field)?;
         }
     }
     create_payload_indexes(shard)?;
@@ -847,8 +845,9 @@ mod tests {
         let t = TenantId::generate();
         {
             let store = EdgeStore::open(dir.path(), "m", 2).expect("open");
-            assert!(
-                store.needs_reconcile(),
+            assert_eq!(
+                store.reconcile_reason(),
+                Some("a new shard"),
                 "a new shard is checked against the database"
             );
             store
@@ -866,7 +865,7 @@ mod tests {
         }
         {
             let store = EdgeStore::open(dir.path(), "m", 2).expect("reopen");
-            assert!(!store.needs_reconcile());
+            assert_eq!(store.reconcile_reason(), None);
             assert_eq!(hits(&store, &t).await, 1);
             store
                 .upsert(&t, vec![point("d2", 0, vec![0.0, 1.0], json!({}))])
@@ -875,7 +874,10 @@ mod tests {
             // Dropped without a clean stop.
         }
         let store = EdgeStore::open(dir.path(), "m", 2).expect("reopen");
-        assert!(store.needs_reconcile());
+        assert_eq!(
+            store.reconcile_reason(),
+            Some("the shard was not stopped cleanly")
+        );
         assert_eq!(hits(&store, &t).await, 2, "the shard flushes as it drops");
         store
             .delete_points(vec![point_id(&t, "d2", "r1", 0)])
@@ -909,13 +911,7 @@ mod tests {
             // The layout of shards written before: a keyword index.
             {
                 let shard = store.shared.shard.read().expect("lock");
-                shard
-                    .update(UpdateOperation::FieldIndexOperation(
-                        qdrant_edge::FieldIndexOperations::DeleteIndex(
-                            path(keys::TENANT).expect("path"),
-                        ),
-                    ))
-                    .expect("drop index");
+                delete_index(&shard, keys::TENANT).expect("drop index");
                 create_index(
                     &shard,
                     keys::TENANT,
