@@ -252,6 +252,9 @@ fn target(config: &Config) -> (String, Backend) {
     }
 }
 
+/// How long a SQLite connection waits for a lock before it fails.
+const BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 5000";
+
 fn pool_options(config: &Config, backend: Backend) -> AnyPoolOptions {
     let options = AnyPoolOptions::new()
         .max_connections(config.db_max_connections)
@@ -268,17 +271,14 @@ fn pool_options(config: &Config, backend: Backend) -> AnyPoolOptions {
         .max_lifetime(None)
         .after_connect(|conn, _meta| {
             Box::pin(async move {
-                // WAL lets readers run beside the single writer; the busy
-                // timeout makes concurrent writers wait instead of failing.
-                // The timeout first: on a new file every connection opens at
-                // once, and switching to WAL takes a lock the others must
-                // wait for ("database is locked" otherwise).
-                // Each connection's page cache is held to 1 MiB (SQLite's
-                // default is 2 MiB, times every connection of both pools);
-                // the file's pages stay in the OS page cache anyway.
+                // The file is in WAL mode already (`Db::connect`): readers
+                // run beside the single writer. The busy timeout makes
+                // concurrent writers wait instead of failing. Each
+                // connection's page cache is held to 1 MiB (SQLite's default
+                // is 2 MiB, times every connection of both pools); the
+                // file's pages stay in the OS page cache anyway.
                 for pragma in [
-                    "PRAGMA busy_timeout = 5000",
-                    "PRAGMA journal_mode = WAL",
+                    BUSY_TIMEOUT,
                     "PRAGMA synchronous = NORMAL",
                     "PRAGMA foreign_keys = ON",
                     "PRAGMA cache_size = -1024",
@@ -297,11 +297,12 @@ impl Db {
         let (url, backend) = target(config);
         if backend == Backend::Sqlite {
             // Switch a new file to WAL alone, before the pools open their
-            // connections: the switch cannot wait out a reader on another
+            // connections (WAL is a property of the file: they all use it
+            // then): the switch cannot wait out a reader on another
             // connection (the start's first query, say), it fails with
             // "database is locked". On a file already in WAL it is a no-op.
             let mut conn = sqlx::AnyConnection::connect(&url).await?;
-            for pragma in ["PRAGMA busy_timeout = 5000", "PRAGMA journal_mode = WAL"] {
+            for pragma in [BUSY_TIMEOUT, "PRAGMA journal_mode = WAL"] {
                 sqlx::query(pragma).execute(&mut conn).await?;
             }
             conn.close().await?;
