@@ -63,6 +63,14 @@ async fn breaker_opens_and_answers_fast(url: String) {
         }
     }
     assert!(opened, "the breaker never opened");
+    let errors = async |kind: &str| {
+        s.metric(&format!(
+            r#"analyzer_vector_errors_total{{backend="qdrant",kind="{kind}",operation="search"}}"#
+        ))
+        .await
+        .unwrap_or(0.0)
+    };
+    let (reached, refused) = (errors("unavailable").await, errors("circuit_open").await);
     for _ in 0..20 {
         let started = Instant::now();
         let r = s
@@ -73,12 +81,16 @@ async fn breaker_opens_and_answers_fast(url: String) {
             .expect("search");
         assert_eq!(r.status(), 503);
         assert!(r.headers().get("retry-after").is_some());
+        // Well under one vector deadline (500 ms): no call was waited for.
         assert!(
-            started.elapsed() < Duration::from_millis(250),
+            started.elapsed() < Duration::from_millis(450),
             "an open breaker answered in {:?}",
             started.elapsed()
         );
     }
+    // While open, no search reached Qdrant: each was refused by the breaker.
+    assert_eq!(errors("unavailable").await, reached);
+    assert_eq!(errors("circuit_open").await, refused + 20.0);
     let (status, ready) =
         analyzer_tests::split(s.http.get(s.url("/ready")).send().await.expect("ready")).await;
     assert_eq!(status, 503, "{ready}");
