@@ -838,21 +838,25 @@ impl Db {
     }
 }
 
+/// What a tenant stores, summed over its documents. Every column it reads
+/// is in the `documents_storage` index, so the sum never reads a
+/// document's text (a test holds SQLite's plan to that).
+const STORAGE_TOTALS: &str = "SELECT CAST(COUNT(*) AS BIGINT), \
+     CAST(COALESCE(SUM(chunk_count), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(byte_size), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(vector_bytes), 0) AS BIGINT) \
+     FROM documents WHERE tenant_id = $1";
+
 /// What the tenant stores, read on `conn` (a pooled connection, or a
 /// transaction that sees its own writes).
 async fn storage_totals(
     conn: &mut sqlx::AnyConnection,
     tenant: &TenantId,
 ) -> Result<StorageTotals, StoreError> {
-    let row = sqlx::query(
-        "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(chunk_count), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(byte_size), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(vector_bytes), 0) AS BIGINT) \
-         FROM documents WHERE tenant_id = $1",
-    )
-    .bind(tenant.as_str())
-    .fetch_one(&mut *conn)
-    .await?;
+    let row = sqlx::query(STORAGE_TOTALS)
+        .bind(tenant.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
     Ok(StorageTotals {
         documents: row.try_get(0)?,
         chunks: row.try_get(1)?,
@@ -1107,6 +1111,29 @@ mod tests {
         assert_eq!(
             db.usage(&tenant).await.expect("usage")[usage::metrics::DOCUMENTS_INGESTED],
             270
+        );
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn storage_totals_read_only_the_covering_index() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::connect(&sqlite_in(dir.path())).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {STORAGE_TOTALS}"
+        )))
+        .bind("t")
+        .fetch_all(&db.pool)
+        .await
+        .expect("plan")
+        .iter()
+        .map(|row| row.try_get::<String, _>(3).expect("detail"))
+        .collect();
+        assert_eq!(
+            plan,
+            ["SEARCH documents USING COVERING INDEX documents_storage (tenant_id=?)"],
+            "the sum must not read documents' rows (their text)"
         );
         db.close().await;
     }
