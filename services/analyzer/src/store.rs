@@ -72,9 +72,6 @@ pub struct Db {
     contexts: Option<Arc<Contexts>>,
     /// The lock that makes this server the SQLite file's only one.
     _serving: Option<Arc<std::fs::File>>,
-    /// On SQLite: this process's writers take turns here, first come first
-    /// served, before they open a write transaction (see [`Db::write_turn`]).
-    writers: Option<Arc<tokio::sync::Mutex<()>>>,
     backend: Backend,
 }
 
@@ -316,7 +313,6 @@ impl Db {
             standard: None,
             contexts: None,
             _serving: None,
-            writers: (backend == Backend::Sqlite).then(Arc::default),
             backend,
         })
     }
@@ -413,21 +409,6 @@ impl Db {
         }
     }
 
-    /// On SQLite, this process's turn to write, held until the write
-    /// commits. SQLite has one writer at a time, and a connection that finds
-    /// the file locked polls for it in sleeps of up to 100 ms (the busy
-    /// handler): with a pool of writers contending, most of the time went
-    /// to those sleeps (ingest at 1000 connections: 141 req/s, some waits
-    /// past the pool's acquire timeout, 503). Queued here, in order, each
-    /// writer finds the file free. Another process (the CLI) still meets
-    /// the busy timeout. PostgreSQL locks rows, so it needs no turn.
-    async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        match &self.writers {
-            Some(writers) => Some(Arc::clone(writers).lock_owned().await),
-            None => None,
-        }
-    }
-
     /// A permit for one call of the tenant being served against its share
     /// of the pool (see [`crate::limits::DbGate`]); bursting is allowed
     /// while the pool has idle connections or room to open one.
@@ -474,7 +455,6 @@ impl Db {
         tier: Tier,
     ) -> Result<Tenant, StoreError> {
         let now = now_millis();
-        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO tenants (id, name, tier, status, created_at, updated_at) \
              VALUES ($1, $2, $3, 'active', $4, $4)",
@@ -523,7 +503,6 @@ impl Db {
         tier: Option<Tier>,
         status: Option<TenantStatus>,
     ) -> Result<Option<Tenant>, StoreError> {
-        let turn = self.write_turn().await;
         sqlx::query(
             "UPDATE tenants SET tier = COALESCE($2, tier), status = COALESCE($3, status), \
              updated_at = $4 WHERE id = $1",
@@ -534,7 +513,6 @@ impl Db {
         .bind(now_millis())
         .execute(self.pool())
         .await?;
-        drop(turn);
         self.tenant(id).await
     }
 
@@ -640,7 +618,6 @@ impl Db {
         vector_budget: u64,
     ) -> Result<(), StoreError> {
         let _quota = self.quota().await;
-        let _turn = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
         // Lock the tenant's row before reading its total (a row lock on
         // PostgreSQL, the write lock on SQLite): concurrent ingests of one
@@ -695,7 +672,6 @@ impl Db {
     pub async fn delete_document(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError> {
         self.writing(tenant, async {
             let _quota = self.quota().await;
-            let _turn = self.write_turn().await;
             let mut tx = self.pool().begin().await?;
             let result = sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant.as_str())
@@ -714,7 +690,6 @@ impl Db {
     pub async fn bump_generation(&self, tenant: &TenantId) -> Result<(), StoreError> {
         self.writing(tenant, async {
             let _quota = self.quota().await;
-            let _turn = self.write_turn().await;
             let mut tx = self.pool().begin().await?;
             bump_generation(&mut tx, tenant).await?;
             tx.commit().await?;
@@ -783,7 +758,6 @@ impl Db {
         if batch.is_empty() {
             return Ok(());
         }
-        let _turn = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
         for ((tenant, metric, hour), value) in batch {
             add_usage(&mut tx, tenant, metric, *hour, *value).await?;
@@ -1059,7 +1033,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_writers_on_sqlite_all_land_in_turn() {
+    async fn concurrent_writers_on_sqlite_all_land() {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = Db::connect(&sqlite_in(dir.path())).await.expect("connect");
         db.migrate().await.expect("migrate");
