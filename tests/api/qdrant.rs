@@ -259,6 +259,10 @@ async fn the_qdrant_path_over_grpc_keeps_tenants_apart_and_filters_by_tenant_on_
     for field in ["document_id", "collection", "chunk"] {
         assert!(!indexes[field].is_tenant, "{field}: {indexes:?}");
     }
+    assert!(
+        state.search_efs().iter().all(Option::is_none),
+        "no hnsw_ef unless configured: the server's default"
+    );
     let filters = state.filters();
     assert!(filters.iter().any(|(call, _)| call == "search"));
     assert!(filters.iter().any(|(call, _)| call == "delete"));
@@ -290,6 +294,23 @@ async fn the_qdrant_path_over_grpc_keeps_tenants_apart_and_filters_by_tenant_on_
         );
         assert_ne!(parts[1], "0".repeat(32), "{traceparent}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_search_ef_goes_out_with_every_search() {
+    let qdrant = FakeQdrant::start(([127, 0, 0, 1], 0).into(), None)
+        .await
+        .expect("gRPC peer");
+    let mut env = qdrant_env(&qdrant.url);
+    env.push(("ANALYZER_VECTOR_SEARCH_EF".into(), "200".into()));
+    let env = analyzer_tests::start_with(env).await;
+    let s = &env.server;
+    let (_, token) = s.tenant("Wide", "standard").await;
+    for query in ["pumps", "valves"] {
+        let (status, body) = s.post("/v1/search", &token, &json!({"query": query})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(qdrant.state.search_efs(), [Some(200), Some(200)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

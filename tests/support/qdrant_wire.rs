@@ -47,6 +47,8 @@ pub struct QdrantState {
     collections: Mutex<HashMap<String, Collection>>,
     /// Filters of every search and delete-by-filter, in order.
     filters: Mutex<Vec<(String, q::Filter)>>,
+    /// The `hnsw_ef` of every search, in order (`None`: not sent).
+    search_efs: Mutex<Vec<Option<u64>>>,
     /// The `traceparent` metadata of every call that carried one.
     traceparents: Mutex<Vec<String>>,
     api_key: Option<String>,
@@ -82,6 +84,14 @@ impl QdrantState {
     /// `(call, filter)` of every search and delete-by-filter so far.
     pub fn filters(&self) -> Vec<(String, q::Filter)> {
         self.filters.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// The `hnsw_ef` each search asked for, in order.
+    pub fn search_efs(&self) -> Vec<Option<u64>> {
+        self.search_efs
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default()
     }
 
     fn record(&self, call: &str, filter: &q::Filter) {
@@ -565,6 +575,9 @@ service! {
             };
             let filter = search.filter.unwrap_or_default();
             self.0.record("search", &filter);
+            if let Ok(mut efs) = self.0.search_efs.lock() {
+                efs.push(search.params.and_then(|p| p.hnsw_ef));
+            }
             let collections = self.0.collections();
             let collection = collections
                 .get(&search.collection_name)

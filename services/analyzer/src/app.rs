@@ -299,9 +299,11 @@ async fn open_vectors(
     let (model, dims) = (embedder.model().to_owned(), embedder.dimensions());
     let Some(qdrant) = &config.qdrant else {
         let dir = config.data_dir.join("vectors");
+        let ef = config.vector_search_ef;
         let store = tokio::task::spawn_blocking(move || EdgeStore::open(&dir, &model, dims))
             .await
-            .context("opening the vector store")??;
+            .context("opening the vector store")??
+            .with_search_ef(ef);
         if let Some(reason) = store.reconcile_reason() {
             let began = std::time::Instant::now();
             let report = crate::documents::reconcile(db, &store, embedder, config.chunking)
@@ -319,7 +321,11 @@ async fn open_vectors(
         }
         return Ok(Arc::new(Metered::new(Arc::new(store), "edge")));
     };
-    let store = Arc::new(QdrantStore::new(qdrant, &model, dims).context("QDRANT_URL")?);
+    let store = Arc::new(
+        QdrantStore::new(qdrant, &model, dims)
+            .context("QDRANT_URL")?
+            .with_search_ef(config.vector_search_ef),
+    );
     // A Qdrant that is down at start must not keep the task from serving
     // what it can (cached results, health): the first call that reaches it
     // creates the collection instead.

@@ -338,6 +338,11 @@ pub struct Config {
     pub qdrant: Option<crate::vectors::qdrant::QdrantConfig>,
     /// The circuit breaker in front of a Qdrant server.
     pub breaker: crate::vectors::breaker::BreakerConfig,
+    /// How wide a search walks the HNSW graph (Qdrant's `hnsw_ef`,
+    /// `ANALYZER_VECTOR_SEARCH_EF`): wider finds more of the nearest
+    /// neighbours and costs more per search. `None`: the engine's default
+    /// (the graph's `ef_construct`, 100).
+    pub vector_search_ef: Option<usize>,
     /// Browser origins allowed by CORS.
     pub cors_origins: Vec<String>,
     /// Per-request limits.
@@ -577,6 +582,18 @@ impl Config {
                     2000u64,
                 )?),
             },
+            vector_search_ef: match env.var("ANALYZER_VECTOR_SEARCH_EF") {
+                None => None,
+                Some(_) => match parse_or(env, "ANALYZER_VECTOR_SEARCH_EF", 0usize)? {
+                    ef @ 1..=10_000 => Some(ef),
+                    _ => {
+                        return Err(invalid(
+                            "ANALYZER_VECTOR_SEARCH_EF",
+                            "expected a whole number from 1 to 10000",
+                        ));
+                    }
+                },
+            },
             db_max_connections: parse_or(env, "ANALYZER_DB_MAX_CONNECTIONS", 16)?,
             jwt,
             cors_origins,
@@ -808,6 +825,24 @@ mod tests {
             err.to_string().starts_with("ANALYZER_CORS_ORIGINS:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_search_ef_is_the_engines_unless_set_within_bounds() {
+        assert_eq!(
+            Config::load(&env(&[])).expect("valid").vector_search_ef,
+            None
+        );
+        let set = Config::load(&env(&[("ANALYZER_VECTOR_SEARCH_EF", "256")])).expect("valid");
+        assert_eq!(set.vector_search_ef, Some(256));
+        for bad in ["0", "10001", "-3", "wide"] {
+            let err =
+                Config::load(&env(&[("ANALYZER_VECTOR_SEARCH_EF", bad)])).expect_err("refused");
+            assert!(
+                err.to_string().starts_with("ANALYZER_VECTOR_SEARCH_EF:"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -35,8 +35,8 @@ use qdrant_edge::{
     KeywordIndexParams, Match, NamedQuery, PayloadFieldSchema, PayloadSchemaParams,
     PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct,
     QuantizationConfig, QueryEnum, ScalarQuantizationConfig, ScalarType, ScrollRequest,
-    SearchRequest, UpdateOperation, UuidIndexParams, ValueVariants, WithPayloadInterface,
-    WithVector,
+    SearchParams, SearchRequest, UpdateOperation, UuidIndexParams, ValueVariants,
+    WithPayloadInterface, WithVector,
 };
 use serde_json::Value;
 
@@ -66,6 +66,8 @@ pub struct EdgeStore {
     path: PathBuf,
     /// Why the shard must be checked against the database, if it must.
     reconcile: Option<&'static str>,
+    /// The search's `hnsw_ef`; the engine's default when `None`.
+    search_ef: Option<usize>,
 }
 
 /// What the store's callers and its maintenance thread share.
@@ -191,7 +193,14 @@ impl EdgeStore {
                 (true, false) => Some("the shard was not stopped cleanly"),
                 (false, false) => Some("a new shard"),
             },
+            search_ef: None,
         })
+    }
+
+    /// Search the HNSW graph `ef` wide (`None`: the engine's default).
+    pub fn with_search_ef(mut self, ef: Option<usize>) -> Self {
+        self.search_ef = ef;
+        self
     }
 
     /// Why the shard may be behind the database, if it may: it is new, or
@@ -665,7 +674,10 @@ impl VectorStore for EdgeStore {
         let request = SearchRequest {
             query: QueryEnum::Nearest(NamedQuery::default_dense(query.vector)),
             filter: Some(tenant_filter(tenant, conditions)?),
-            params: None,
+            params: self.search_ef.map(|ef| SearchParams {
+                hnsw_ef: Some(ef),
+                ..SearchParams::default()
+            }),
             limit: query.top_k,
             offset: 0,
             with_payload: Some(WithPayloadInterface::Bool(true)),

@@ -14,7 +14,7 @@ use qdrant_client::Qdrant;
 use qdrant_client::qdrant::{
     Condition, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeletePointsBuilder,
     Distance, FieldType, Filter, KeywordIndexParamsBuilder, PointStruct, PointsIdsList,
-    SearchPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
+    SearchParamsBuilder, SearchPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
 };
 use serde_json::Value;
 
@@ -42,6 +42,8 @@ pub struct QdrantStore {
     dimensions: usize,
     /// Set once the collection and its indexes are known to exist.
     ensured: tokio::sync::OnceCell<()>,
+    /// The search's `hnsw_ef`; the server's default when `None`.
+    search_ef: Option<usize>,
 }
 
 impl std::fmt::Debug for QdrantStore {
@@ -78,7 +80,14 @@ impl QdrantStore {
             collection: format!("analyzer_{slug}"),
             dimensions,
             ensured: tokio::sync::OnceCell::new(),
+            search_ef: None,
         })
+    }
+
+    /// Search the HNSW graph `ef` wide (`None`: the server's default).
+    pub fn with_search_ef(mut self, ef: Option<usize>) -> Self {
+        self.search_ef = ef;
+        self
     }
 
     /// The client for a call made in the current span: the W3C trace
@@ -246,13 +255,16 @@ impl VectorStore for QdrantStore {
                 FilterValue::Bool(b) => Condition::matches(key, *b),
             });
         }
+        let mut search =
+            SearchPointsBuilder::new(&self.collection, query.vector, query.top_k as u64)
+                .filter(Self::filter(tenant, conditions))
+                .with_payload(true);
+        if let Some(ef) = self.search_ef {
+            search = search.params(SearchParamsBuilder::default().hnsw_ef(ef as u64));
+        }
         let response = self
             .traced()
-            .search_points(
-                SearchPointsBuilder::new(&self.collection, query.vector, query.top_k as u64)
-                    .filter(Self::filter(tenant, conditions))
-                    .with_payload(true),
-            )
+            .search_points(search)
             .await
             .map_err(unavailable)?;
         Ok(response
