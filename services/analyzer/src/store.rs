@@ -937,6 +937,22 @@ mod tests {
         Config::load(&env).expect("config")
     }
 
+    /// A one-chunk document of four bytes of text.
+    fn stored(id: &str, revision: &str) -> StoredDocument {
+        StoredDocument {
+            id: id.to_owned(),
+            collection: "default".into(),
+            revision: revision.to_owned(),
+            text: "text".into(),
+            metadata: serde_json::json!({}),
+            chunk_count: 1,
+            byte_size: 4,
+            vector_bytes: 10,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
     #[test]
     fn a_context_read_before_a_write_is_never_kept_after_it() {
         let contexts = Contexts::default();
@@ -997,18 +1013,7 @@ mod tests {
         db.insert_tenant(&tenant, "acme", Tier::Premium)
             .await
             .expect("tenant");
-        let doc = |id: &str| StoredDocument {
-            id: id.to_owned(),
-            collection: "default".into(),
-            revision: "r1".into(),
-            text: "text".into(),
-            metadata: serde_json::json!({}),
-            chunk_count: 1,
-            byte_size: 4,
-            vector_bytes: 10,
-            created_at: 0,
-            updated_at: 0,
-        };
+        let doc = |id: &str| stored(id, "r1");
         db.upsert_documents(&tenant, &[doc("a")], u64::MAX)
             .await
             .expect("ingest");
@@ -1055,18 +1060,7 @@ mod tests {
                 if i % 10 == 9 {
                     return db.bump_generation(&tenant).await;
                 }
-                let doc = StoredDocument {
-                    id,
-                    collection: "default".into(),
-                    revision: format!("r{i}"),
-                    text: "text".into(),
-                    metadata: serde_json::json!({}),
-                    chunk_count: 1,
-                    byte_size: 4,
-                    vector_bytes: 10,
-                    created_at: 0,
-                    updated_at: 0,
-                };
+                let doc = stored(&id, &format!("r{i}"));
                 db.upsert_documents(&tenant, &[doc], u64::MAX).await
             })
         });
