@@ -259,10 +259,7 @@ fn openai_config(env: &dyn Env) -> Result<Option<OpenAiConfig>, ConfigError> {
     let chat_model = env
         .var("CHAT_MODEL")
         .unwrap_or_else(|| "gpt-4o-mini".to_owned());
-    let explicit_dims: Option<usize> = match env.var("EMBEDDING_DIMENSIONS") {
-        Some(_) => Some(parse_or(env, "EMBEDDING_DIMENSIONS", 0usize)?),
-        None => None,
-    };
+    let explicit_dims: Option<usize> = parse_opt(env, "EMBEDDING_DIMENSIONS")?;
     let embedding_dimensions = match (explicit_dims, known_dimensions(&embedding_model)) {
         (Some(0), _) => {
             return Err(invalid(
@@ -582,17 +579,15 @@ impl Config {
                     2000u64,
                 )?),
             },
-            vector_search_ef: match env.var("ANALYZER_VECTOR_SEARCH_EF") {
+            vector_search_ef: match parse_opt(env, "ANALYZER_VECTOR_SEARCH_EF")? {
                 None => None,
-                Some(_) => match parse_or(env, "ANALYZER_VECTOR_SEARCH_EF", 0usize)? {
-                    ef @ 1..=10_000 => Some(ef),
-                    _ => {
-                        return Err(invalid(
-                            "ANALYZER_VECTOR_SEARCH_EF",
-                            "expected a whole number from 1 to 10000",
-                        ));
-                    }
-                },
+                Some(ef @ 1..=10_000) => Some(ef),
+                Some(_) => {
+                    return Err(invalid(
+                        "ANALYZER_VECTOR_SEARCH_EF",
+                        "expected a whole number from 1 to 10000",
+                    ));
+                }
             },
             db_max_connections: parse_or(env, "ANALYZER_DB_MAX_CONNECTIONS", 16)?,
             jwt,
@@ -665,15 +660,24 @@ fn parse_or<T>(env: &dyn Env, name: &str, default: T) -> Result<T, ConfigError>
 where
     T: std::str::FromStr,
 {
-    match env.var(name) {
-        None => Ok(default),
-        Some(raw) => raw.trim().parse().map_err(|_| {
-            invalid(
-                name,
-                format!("could not parse `{raw}` as {}", short_type_name::<T>()),
-            )
-        }),
-    }
+    Ok(parse_opt(env, name)?.unwrap_or(default))
+}
+
+/// The variable parsed, or `None` when it is unset.
+fn parse_opt<T>(env: &dyn Env, name: &str) -> Result<Option<T>, ConfigError>
+where
+    T: std::str::FromStr,
+{
+    env.var(name)
+        .map(|raw| {
+            raw.trim().parse().map_err(|_| {
+                invalid(
+                    name,
+                    format!("could not parse `{raw}` as {}", short_type_name::<T>()),
+                )
+            })
+        })
+        .transpose()
 }
 
 fn short_type_name<T>() -> &'static str {
