@@ -335,10 +335,11 @@ async fn vector_quota(s: &TestServer, token: &str) -> Value {
 
 analyzer_tests::on_both_databases! {
     async fn an_ingest_over_the_vector_quota_is_refused_whole_and_stores_nothing(db: Db) {
-        // One 40-word document takes about 1.4 KiB (a 1 KiB vector per
-        // chunk plus its text and payload): 3500 bytes fit two, not three.
+        // One 40-word document takes about 1 KiB (its sparse vector of 40
+        // words and 39 word pairs, 8 bytes each, plus its text and
+        // payload): 2500 bytes fit two, not three.
         let Some(env) = start(db, Options {
-            env: vec![("ANALYZER_TIER_STANDARD_VECTOR_STORAGE_BYTES".into(), "3500".into())],
+            env: vec![("ANALYZER_TIER_STANDARD_VECTOR_STORAGE_BYTES".into(), "2500".into())],
             ..Options::default()
         }).await else { return };
         let s = &env.server;
@@ -347,12 +348,12 @@ analyzer_tests::on_both_databases! {
         assert_eq!(status, 201, "{body}");
         let before = vector_quota(s, &token).await;
         let one = before["used"].as_u64().expect("used");
-        assert!(2 * one <= 3500 && 3 * one > 3500, "the scenario needs 2 to fit and 3 not: {before}");
-        assert_eq!(before["limit"], 3500);
+        assert!(2 * one <= 2500 && 3 * one > 2500, "the scenario needs 2 to fit and 3 not: {before}");
+        assert_eq!(before["limit"], 2500);
         let (_, usage) = s.get("/v1/usage", &token).await;
         assert_eq!(usage["quotas"]["db_connections"]["limit"], 2 + 5, "{usage}");
         assert!(usage["quotas"]["query_cache_bytes"]["limit"].is_u64(), "{usage}");
-        assert_eq!(before["remaining"].as_u64(), Some(3500 - one));
+        assert_eq!(before["remaining"].as_u64(), Some(2500 - one));
 
         // Two more would pass the quota: refused whole, nothing stored.
         let (status, problem) = s.post("/v1/documents", &token,

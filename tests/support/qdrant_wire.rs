@@ -2,8 +2,9 @@
 //! definitions generated in `qdrant-client`), started by a test on
 //! loopback. It implements the calls the analyzer makes (health check,
 //! collection exists/create, field index, upsert, delete by ids or filter,
-//! search) over an in-memory collection with exact cosine scoring and
-//! Qdrant's filter semantics for keyword, integer and boolean matches, and
+//! search) over an in-memory collection of one unnamed dense vector (exact
+//! cosine scoring) or one named sparse vector (exact dot products, the
+//! built-in embedder's), with Qdrant's filter semantics for keyword, integer and boolean matches, and
 //! answers every other call, or any filter shape it does not know, with
 //! `UNIMPLEMENTED` so that a change in what the analyzer sends fails the
 //! tests instead of being silently accepted.
@@ -34,11 +35,28 @@ pub struct FieldIndex {
     pub is_tenant: bool,
 }
 
-#[derive(Debug, Default)]
+/// The one vector of a collection's points.
+#[derive(Debug)]
+enum Space {
+    /// Unnamed, dense, of this length.
+    Dense(u64),
+    /// Sparse, under this name.
+    Sparse(String),
+}
+
+/// A stored point's vector.
+#[derive(Debug)]
+enum Stored {
+    Dense(Vec<f32>),
+    /// Ascending, unique indices with their values.
+    Sparse(Vec<(u32, f32)>),
+}
+
+#[derive(Debug)]
 struct Collection {
-    dimensions: u64,
+    space: Space,
     indexes: HashMap<String, FieldIndex>,
-    points: HashMap<String, (Vec<f32>, HashMap<String, q::Value>)>,
+    points: HashMap<String, (Stored, HashMap<String, q::Value>)>,
 }
 
 /// What the server holds and what it was asked, shared with the test.
@@ -221,18 +239,84 @@ fn point_id(key: &str) -> q::PointId {
     }
 }
 
+/// A point's vector, checked against the collection's, as Qdrant checks it.
 #[allow(deprecated)] // `Vector::data` is how older clients send dense vectors.
-fn dense(vectors: Option<&q::Vectors>) -> Result<Vec<f32>, Status> {
-    match vectors.and_then(|v| v.vectors_options.as_ref()) {
-        Some(q::vectors::VectorsOptions::Vector(v)) => match &v.vector {
-            Some(q::vector::Vector::Dense(d)) => Ok(d.data.clone()),
-            None if !v.data.is_empty() => Ok(v.data.clone()),
-            _ => Err(Status::unimplemented("only dense vectors are served")),
-        },
-        _ => Err(Status::unimplemented(
-            "only one unnamed dense vector is served",
+fn stored(vectors: Option<&q::Vectors>, space: &Space) -> Result<Stored, Status> {
+    let options = vectors.and_then(|v| v.vectors_options.as_ref());
+    match (space, options) {
+        (Space::Dense(size), Some(q::vectors::VectorsOptions::Vector(v))) => {
+            let values = match &v.vector {
+                Some(q::vector::Vector::Dense(d)) => d.data.clone(),
+                None if !v.data.is_empty() => v.data.clone(),
+                _ => return Err(Status::unimplemented("only dense vectors are served")),
+            };
+            if values.len() as u64 != *size {
+                return Err(Status::invalid_argument(format!(
+                    "Wrong input: Vector dimension error: expected dim: {size}, got {}",
+                    values.len()
+                )));
+            }
+            Ok(Stored::Dense(values))
+        }
+        (Space::Sparse(name), Some(q::vectors::VectorsOptions::Vectors(named))) => {
+            let sparse = match (named.vectors.len(), named.vectors.get(name)) {
+                (
+                    1,
+                    Some(q::Vector {
+                        vector: Some(q::vector::Vector::Sparse(s)),
+                        ..
+                    }),
+                ) => s,
+                _ => {
+                    return Err(Status::invalid_argument(format!(
+                        "Wrong input: expected exactly the sparse vector `{name}`"
+                    )));
+                }
+            };
+            sparse_pairs(&sparse.indices, &sparse.values).map(Stored::Sparse)
+        }
+        _ => Err(Status::invalid_argument(
+            "Wrong input: the point's vectors do not match the collection's",
         )),
     }
+}
+
+/// Indices and values as sorted pairs; Qdrant refuses unequal lengths and
+/// repeated indices.
+fn sparse_pairs(indices: &[u32], values: &[f32]) -> Result<Vec<(u32, f32)>, Status> {
+    if indices.len() != values.len() {
+        return Err(Status::invalid_argument(
+            "Validation error: indices and values of a sparse vector differ in length",
+        ));
+    }
+    let mut pairs: Vec<(u32, f32)> = indices
+        .iter()
+        .copied()
+        .zip(values.iter().copied())
+        .collect();
+    pairs.sort_by_key(|(i, _)| *i);
+    if pairs.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err(Status::invalid_argument(
+            "Validation error: a sparse vector repeats an index",
+        ));
+    }
+    Ok(pairs)
+}
+
+fn sparse_dot(a: &[(u32, f32)], b: &[(u32, f32)]) -> f32 {
+    let (mut i, mut j, mut sum) = (0, 0, 0.0);
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(&b[j].0) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                sum += a[i].1 * b[j].1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    sum
 }
 
 /// The payload values at a dotted path; arrays are flattened, as Qdrant
@@ -428,14 +512,22 @@ service! {
         ) -> Result<Response<q::CollectionOperationResponse>, Status> {
             self.0.authorize(&request)?;
             let create = request.into_inner();
-            let Some(q::vectors_config::Config::Params(params)) =
-                create.vectors_config.and_then(|c| c.config)
-            else {
-                return Err(Status::unimplemented("only one unnamed vector is served"));
+            let dense = create.vectors_config.and_then(|c| c.config);
+            let sparse = create.sparse_vectors_config.map(|c| c.map).unwrap_or_default();
+            let space = match (dense, sparse.len()) {
+                (Some(q::vectors_config::Config::Params(params)), 0) => {
+                    if params.distance != q::Distance::Cosine as i32 || params.size == 0 {
+                        return Err(Status::unimplemented("only cosine distance is served"));
+                    }
+                    Space::Dense(params.size)
+                }
+                (None, 1) => Space::Sparse(sparse.into_keys().next().unwrap_or_default()),
+                _ => {
+                    return Err(Status::unimplemented(
+                        "only one unnamed dense or one named sparse vector is served",
+                    ));
+                }
             };
-            if params.distance != q::Distance::Cosine as i32 || params.size == 0 {
-                return Err(Status::unimplemented("only cosine distance is served"));
-            }
             let mut collections = self.0.collections();
             if collections.contains_key(&create.collection_name) {
                 return Err(Status::already_exists(format!(
@@ -446,8 +538,9 @@ service! {
             collections.insert(
                 create.collection_name,
                 Collection {
-                    dimensions: params.size,
-                    ..Collection::default()
+                    space,
+                    indexes: HashMap::new(),
+                    points: HashMap::new(),
                 },
             );
             Ok(Response::new(q::CollectionOperationResponse {
@@ -513,14 +606,7 @@ service! {
             // Validate the whole batch before applying any of it.
             let mut batch = Vec::with_capacity(upsert.points.len());
             for point in upsert.points {
-                let vector = dense(point.vectors.as_ref())?;
-                if vector.len() as u64 != collection.dimensions {
-                    return Err(Status::invalid_argument(format!(
-                        "Wrong input: Vector dimension error: expected dim: {}, got {}",
-                        collection.dimensions,
-                        vector.len()
-                    )));
-                }
+                let vector = stored(point.vectors.as_ref(), &collection.space)?;
                 batch.push((point_key(point.id.as_ref())?, vector, point.payload));
             }
             for (key, vector, payload) in batch {
@@ -582,13 +668,35 @@ service! {
             let collection = collections
                 .get(&search.collection_name)
                 .ok_or_else(|| not_found(&search.collection_name))?;
-            if search.vector.len() as u64 != collection.dimensions {
-                return Err(Status::invalid_argument("Wrong input: Vector dimension error"));
-            }
+            let query = match (&collection.space, &search.vector_name, &search.sparse_indices) {
+                (Space::Dense(size), None, None) => {
+                    if search.vector.len() as u64 != *size {
+                        return Err(Status::invalid_argument(
+                            "Wrong input: Vector dimension error",
+                        ));
+                    }
+                    Stored::Dense(search.vector.clone())
+                }
+                (Space::Sparse(name), Some(using), Some(indices)) if using == name => {
+                    Stored::Sparse(sparse_pairs(&indices.data, &search.vector)?)
+                }
+                _ => {
+                    return Err(Status::invalid_argument(
+                        "Wrong input: the query vector does not match the collection's",
+                    ));
+                }
+            };
             let mut scored = Vec::new();
             for (key, (vector, payload)) in &collection.points {
                 if filter_holds(&filter, key, payload)? {
-                    scored.push((cosine(&search.vector, vector), key, payload));
+                    let score = match (&query, vector) {
+                        (Stored::Dense(q), Stored::Dense(v)) => cosine(q, v),
+                        (Stored::Sparse(q), Stored::Sparse(v)) => sparse_dot(q, v),
+                        _ => return Err(Status::internal("mixed vectors in one collection")),
+                    };
+                    if search.score_threshold.is_none_or(|least| score >= least) {
+                        scored.push((score, key, payload));
+                    }
                 }
             }
             scored.sort_by(|a, b| b.0.total_cmp(&a.0));

@@ -235,7 +235,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             (Arc::new(api.embedder()), Arc::new(api.analyst()))
         }
         None => (
-            Arc::new(HashEmbedder::default()),
+            Arc::new(HashEmbedder),
             Arc::new(ExtractiveAnalyst::default()),
         ),
     };
@@ -296,11 +296,11 @@ async fn open_vectors(
     db: &Db,
     embedder: &dyn Embedder,
 ) -> anyhow::Result<Arc<dyn VectorStore>> {
-    let (model, dims) = (embedder.model().to_owned(), embedder.dimensions());
+    let (model, space) = (embedder.model().to_owned(), embedder.space());
     let Some(qdrant) = &config.qdrant else {
         let dir = config.data_dir.join("vectors");
         let ef = config.vector_search_ef;
-        let store = tokio::task::spawn_blocking(move || EdgeStore::open(&dir, &model, dims))
+        let store = tokio::task::spawn_blocking(move || EdgeStore::open(&dir, &model, space))
             .await
             .context("opening the vector store")??
             .with_search_ef(ef);
@@ -322,7 +322,7 @@ async fn open_vectors(
         return Ok(Arc::new(Metered::new(Arc::new(store), "edge")));
     };
     let store = Arc::new(
-        QdrantStore::new(qdrant, &model, dims)
+        QdrantStore::new(qdrant, &model, space)
             .context("QDRANT_URL")?
             .with_search_ef(config.vector_search_ef),
     );

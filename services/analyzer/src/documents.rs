@@ -455,7 +455,7 @@ struct Revision<'a> {
 fn chunk_points(
     of: Revision<'_>,
     chunks: Vec<String>,
-    vectors: &mut impl Iterator<Item = Vec<f32>>,
+    vectors: &mut impl Iterator<Item = crate::embed::Embedding>,
 ) -> Result<Vec<ChunkPoint>, ServiceError> {
     chunks
         .into_iter()

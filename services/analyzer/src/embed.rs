@@ -1,8 +1,12 @@
 //! Text embedding behind a trait. The built-in default, [`HashEmbedder`],
-//! needs no network and no model: it hashes words and word pairs into a
-//! fixed-size, L2-normalized vector (the "hashing trick"), so cosine
-//! similarity measures lexical overlap. A remote provider (OpenAI or any
-//! OpenAI-compatible server) implements the same trait.
+//! needs no network and no model: it hashes words and word pairs to
+//! dimensions of a 2³²-wide space and weighs them, an L2-normalized
+//! *sparse* vector, so that the dot product (cosine similarity) measures
+//! lexical overlap. The vector stores keep such vectors in an inverted
+//! index and search it exactly, where a dense graph (HNSW) of
+//! near-orthogonal vectors found less than half of the true top hits
+//! (BENCHMARKS.md). A remote provider (OpenAI or any OpenAI-compatible
+//! server) implements the same trait with dense vectors.
 
 use async_trait::async_trait;
 
@@ -18,22 +22,80 @@ pub enum ProviderError {
     BadGateway(String),
 }
 
+/// The kind of vectors an embedder makes, which decides how the vector
+/// store keeps and searches them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VectorSpace {
+    /// Dense vectors of this length, searched through an HNSW graph.
+    Dense(usize),
+    /// Sparse vectors, searched exactly through an inverted index.
+    Sparse,
+}
+
+/// One text's vector.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Embedding {
+    /// Every dimension's value.
+    Dense(Vec<f32>),
+    /// The non-zero dimensions only, in ascending order of index.
+    Sparse(SparseVector),
+}
+
+impl Embedding {
+    /// Bytes the vector takes in a store: 4 per value, and 4 per index of
+    /// a sparse one.
+    pub fn stored_bytes(&self) -> usize {
+        match self {
+            Self::Dense(values) => values.len() * 4,
+            Self::Sparse(sparse) => sparse.values.len() * 8,
+        }
+    }
+}
+
+/// A sparse vector: `values[i]` is the value of dimension `indices[i]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SparseVector {
+    /// Strictly ascending dimension indices.
+    pub indices: Vec<u32>,
+    /// The value at each index.
+    pub values: Vec<f32>,
+}
+
+impl SparseVector {
+    /// The dot product with another sparse vector (both sorted by index).
+    pub fn dot(&self, other: &SparseVector) -> f32 {
+        let (mut i, mut j, mut sum) = (0, 0, 0.0);
+        while i < self.indices.len() && j < other.indices.len() {
+            match self.indices[i].cmp(&other.indices[j]) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    sum += self.values[i] * other.values[j];
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        sum
+    }
+}
+
 /// Vectors for a batch of texts, and what producing them cost.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Embedded {
     /// One vector per input text, in order.
-    pub vectors: Vec<Vec<f32>>,
+    pub vectors: Vec<Embedding>,
     /// Tokens the provider billed (0 for the built-in embedder).
     pub tokens: u64,
 }
 
-/// Turns texts into dense vectors of a fixed dimension.
+/// Turns texts into vectors.
 #[async_trait]
 pub trait Embedder: Send + Sync {
     /// The model name; vectors of different models never share a collection.
     fn model(&self) -> &str;
-    /// Length of every vector this embedder returns.
-    fn dimensions(&self) -> usize;
+    /// The kind of every vector this embedder returns.
+    fn space(&self) -> VectorSpace;
     /// Whether a call leaves the process (then query vectors are cached).
     fn is_remote(&self) -> bool {
         false
@@ -46,35 +108,27 @@ pub trait Embedder: Send + Sync {
     async fn embed(&self, texts: &[String]) -> Result<Embedded, ProviderError>;
 }
 
-/// The built-in lexical embedder.
-#[derive(Debug, Clone)]
-pub struct HashEmbedder {
-    dimensions: usize,
-    model: String,
-}
+/// The built-in lexical embedder: sparse vectors of hashed words and
+/// word pairs.
+#[derive(Debug, Clone, Default)]
+pub struct HashEmbedder;
 
 impl HashEmbedder {
-    /// Default vector length: small enough to keep 100k chunks in tens of MiB.
-    pub const DEFAULT_DIMENSIONS: usize = 256;
-
-    /// An embedder producing `dimensions`-long vectors.
-    pub fn new(dimensions: usize) -> Self {
-        Self {
-            dimensions,
-            model: format!("builtin-hash-{dimensions}"),
-        }
-    }
+    /// The model name. Its vectors are sparse, so it names no dimension;
+    /// shards and collections of the former dense built-in model
+    /// (`builtin-hash-256`) are left where they are and rebuilt under this
+    /// name from the database.
+    pub const MODEL: &'static str = "builtin-lexical";
 
     /// Embed one text synchronously (it is pure CPU work).
-    pub fn embed_one(&self, text: &str) -> Vec<f32> {
-        let mut vector = vec![0f32; self.dimensions];
+    pub fn embed_one(&self, text: &str) -> SparseVector {
         let tokens = tokens(text);
+        let mut weights: std::collections::BTreeMap<u32, f32> = std::collections::BTreeMap::new();
         let mut add = |feature: &str, weight: f32| {
             let h = fnv1a(feature.as_bytes());
-            let index = (h % self.dimensions as u64) as usize;
-            // The sign bit spreads collisions so they cancel on average.
-            let sign = if h >> 63 == 0 { 1.0 } else { -1.0 };
-            vector[index] += sign * weight;
+            // Fold the 64-bit hash: two features collide once in 2³² pairs.
+            let index = (h ^ (h >> 32)) as u32;
+            *weights.entry(index).or_default() += weight;
         };
         for token in &tokens {
             add(token, 1.0);
@@ -88,38 +142,36 @@ impl HashEmbedder {
             add(&pair, 0.5);
         }
         // Sublinear term frequency, then unit length for cosine similarity.
-        for v in &mut vector {
-            *v = v.signum() * (1.0 + v.abs()).ln();
-        }
-        let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let (indices, mut values): (Vec<u32>, Vec<f32>) = weights
+            .into_iter()
+            .map(|(index, weight)| (index, (1.0 + weight).ln()))
+            .unzip();
+        let norm = values.iter().map(|v| v * v).sum::<f32>().sqrt();
         if norm > 0.0 {
-            for v in &mut vector {
+            for v in &mut values {
                 *v /= norm;
             }
         }
-        vector
-    }
-}
-
-impl Default for HashEmbedder {
-    fn default() -> Self {
-        Self::new(Self::DEFAULT_DIMENSIONS)
+        SparseVector { indices, values }
     }
 }
 
 #[async_trait]
 impl Embedder for HashEmbedder {
     fn model(&self) -> &str {
-        &self.model
+        Self::MODEL
     }
 
-    fn dimensions(&self) -> usize {
-        self.dimensions
+    fn space(&self) -> VectorSpace {
+        VectorSpace::Sparse
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Embedded, ProviderError> {
         Ok(Embedded {
-            vectors: texts.iter().map(|t| self.embed_one(t)).collect(),
+            vectors: texts
+                .iter()
+                .map(|t| Embedding::Sparse(self.embed_one(t)))
+                .collect(),
             tokens: 0,
         })
     }
@@ -206,32 +258,69 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
-    fn cosine(a: &[f32], b: &[f32]) -> f32 {
-        a.iter().zip(b).map(|(x, y)| x * y).sum()
-    }
-
     #[test]
-    fn vectors_are_unit_length_and_deterministic() {
-        let e = HashEmbedder::default();
+    fn vectors_are_unit_length_sorted_and_deterministic() {
+        let e = HashEmbedder;
         let v = e.embed_one("Quarterly revenue grew in Europe");
-        assert_eq!(v.len(), HashEmbedder::DEFAULT_DIMENSIONS);
-        assert!((cosine(&v, &v) - 1.0).abs() < 1e-4);
+        // 4 words (no stop words but "in") and 3 pairs.
+        assert_eq!(v.indices.len(), 7);
+        assert_eq!(v.indices.len(), v.values.len());
+        assert!(
+            v.indices.windows(2).all(|w| w[0] < w[1]),
+            "strictly ascending"
+        );
+        assert!((v.dot(&v) - 1.0).abs() < 1e-4);
         assert_eq!(v, e.embed_one("Quarterly revenue grew in Europe"));
     }
 
     #[test]
     fn shared_words_score_higher_than_unrelated_text() {
-        let e = HashEmbedder::default();
+        let e = HashEmbedder;
         let q = e.embed_one("revenue growth in Europe");
         let related = e.embed_one("Revenue in Europe grew by 12 percent this quarter.");
         let unrelated = e.embed_one("The cat sat on the warm kitchen floor.");
-        assert!(cosine(&q, &related) > cosine(&q, &unrelated) + 0.2);
+        assert!(q.dot(&related) > q.dot(&unrelated) + 0.2);
+        assert_eq!(q.dot(&unrelated), 0.0, "no shared word, no similarity");
     }
 
     #[test]
-    fn text_without_words_embeds_to_zero() {
-        let e = HashEmbedder::default();
-        assert!(e.embed_one(" ... !!! ").iter().all(|v| *v == 0.0));
+    fn repeated_words_weigh_sublinearly() {
+        let e = HashEmbedder;
+        let value_of = |v: &SparseVector, word: &str| {
+            let index = e.embed_one(word).indices[0];
+            v.indices
+                .iter()
+                .position(|i| *i == index)
+                .map(|at| v.values[at])
+                .expect("the word is in the vector")
+        };
+        let v = e.embed_one("invoice invoice invoice overdue");
+        // ln(1 + 3) against ln(1 + 1): twice the weight, not three times.
+        let ratio = value_of(&v, "invoice") / value_of(&v, "overdue");
+        assert!((ratio - 2.0).abs() < 1e-4, "{ratio}");
+        let once = e.embed_one("invoice");
+        assert!(once.dot(&v) > once.dot(&e.embed_one("invoice overdue")));
+    }
+
+    #[test]
+    fn text_without_words_embeds_to_nothing() {
+        let e = HashEmbedder;
+        let v = e.embed_one(" ... !!! ");
+        assert!(v.indices.is_empty() && v.values.is_empty());
+    }
+
+    #[test]
+    fn sparse_dot_products_match_a_dense_reckoning() {
+        let a = SparseVector {
+            indices: vec![1, 4, 9],
+            values: vec![0.5, -1.0, 2.0],
+        };
+        let b = SparseVector {
+            indices: vec![0, 4, 9, 12],
+            values: vec![3.0, 2.0, 0.25, 7.0],
+        };
+        assert_eq!(a.dot(&b), -2.0 + 0.5);
+        assert_eq!(b.dot(&a), a.dot(&b));
     }
 
     #[test]

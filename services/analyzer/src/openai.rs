@@ -154,8 +154,8 @@ impl Embedder for OpenAiEmbedder {
         &self.api.config.embedding_model
     }
 
-    fn dimensions(&self) -> usize {
-        self.api.config.embedding_dimensions
+    fn space(&self) -> crate::embed::VectorSpace {
+        crate::embed::VectorSpace::Dense(self.api.config.embedding_dimensions)
     }
 
     fn is_remote(&self) -> bool {
@@ -215,7 +215,8 @@ impl Embedder for OpenAiEmbedder {
                         config.embedding_dimensions
                     )));
                 }
-                out.vectors.push(embedding.embedding);
+                out.vectors
+                    .push(crate::embed::Embedding::Dense(embedding.embedding));
             }
             out.tokens += u64::from(response.usage.prompt_tokens);
         }

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::cache::{Cache, CacheStats};
 use crate::documents::{DEFAULT_COLLECTION, collection_name, field_name};
-use crate::embed::Embedder;
+use crate::embed::{Embedder, Embedding, VectorSpace};
 use crate::error::ServiceError;
 use crate::store::Db;
 use crate::tenants::TenantId;
@@ -204,11 +204,19 @@ pub struct Retrieved {
 }
 
 impl Retriever<'_> {
-    /// The query's embedding. A remote embedder's vectors are cached per
-    /// tenant (they cost a round trip and tokens); the built-in one is
-    /// cheaper to run than to fetch.
-    async fn query_vector(&self, tenant: &TenantId, query: &str) -> Result<Vec<f32>, ServiceError> {
-        let key = if self.embedder.is_remote() {
+    /// The query's embedding. A remote embedder's (dense) vectors are
+    /// cached per tenant (they cost a round trip and tokens); the built-in
+    /// one is cheaper to run than to fetch.
+    async fn query_vector(
+        &self,
+        tenant: &TenantId,
+        query: &str,
+    ) -> Result<Embedding, ServiceError> {
+        let cached_dimensions = match self.embedder.space() {
+            VectorSpace::Dense(dimensions) if self.embedder.is_remote() => Some(dimensions),
+            _ => None,
+        };
+        let key = if let Some(dimensions) = cached_dimensions {
             let key = format!(
                 "embedding:{}:{}",
                 self.embedder.model(),
@@ -221,12 +229,14 @@ impl Retriever<'_> {
                 .await;
             self.stats.record(&lookup);
             if let Ok(Some(bytes)) = &lookup
-                && bytes.len() == 4 * self.embedder.dimensions()
+                && bytes.len() == 4 * dimensions
             {
-                return Ok(bytes
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect());
+                return Ok(Embedding::Dense(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                ));
             }
             Some(key)
         } else {
@@ -250,8 +260,8 @@ impl Retriever<'_> {
         let vector = embedded.vectors.pop().ok_or_else(|| {
             crate::embed::ProviderError::BadGateway("embedder returned no vector".into())
         })?;
-        if let Some(key) = key {
-            let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
+        if let (Some(key), Embedding::Dense(values)) = (key, &vector) {
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
             if self
                 .cache
                 .put(tenant, &key, bytes.into(), self.ttl, self.cache_budget)

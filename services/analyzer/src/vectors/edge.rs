@@ -5,9 +5,10 @@
 //! chunk can be rebuilt from its document's stored text. So a write applies
 //! to the shard and returns; a maintenance thread flushes the shard to disk
 //! (at most [`FLUSH_INTERVAL`] after a write) and runs Qdrant's optimizers:
-//! it builds the HNSW index and the int8 quantized copy of large segments,
-//! merges small ones and vacuums deleted points. Without them every search
-//! scored every point of the tenant.
+//! they build the index of large segments (for dense vectors an HNSW graph
+//! and an int8 quantized copy; for the built-in embedder's sparse vectors
+//! an immutable inverted index), merge small ones and vacuum deleted
+//! points.
 //!
 //! A clean stop ([`VectorStore::flush`]) flushes and leaves a marker file;
 //! a shard opened without one (a crash, a kill, a new or an emptied vector
@@ -31,19 +32,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use qdrant_edge::{
     Condition, DEFAULT_VECTOR_NAME, Distance, EdgeConfigBuilder, EdgeOptimizersConfig, EdgeShard,
-    EdgeVectorParamsBuilder, FieldCondition, Filter, HnswIndexConfig, IntegerIndexParams, JsonPath,
-    KeywordIndexParams, Match, NamedQuery, PayloadFieldSchema, PayloadSchemaParams,
-    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct,
-    QuantizationConfig, QueryEnum, ScalarQuantizationConfig, ScalarType, ScrollRequest,
-    SearchParams, SearchRequest, UpdateOperation, UuidIndexParams, ValueVariants,
-    WithPayloadInterface, WithVector,
+    EdgeSparseVectorParams, EdgeVectorParamsBuilder, FieldCondition, Filter, HnswIndexConfig,
+    IntegerIndexParams, JsonPath, KeywordIndexParams, Match, NamedQuery, PayloadFieldSchema,
+    PayloadSchemaParams, PayloadSchemaType, PointId, PointInsertOperations, PointOperations,
+    PointStruct, QuantizationConfig, QueryEnum, ScalarQuantizationConfig, ScalarType,
+    ScrollRequest, SearchParams, SearchRequest, UpdateOperation, UuidIndexParams, ValueVariants,
+    Vector, Vectors, WithPayloadInterface, WithVector,
 };
 use serde_json::Value;
 
 use super::{
-    ChunkHit, ChunkPoint, FilterValue, SearchQuery, VectorError, VectorStore, hit_from_payload,
-    keys, payload_of, point_id, revision_point_ids,
+    ChunkHit, ChunkPoint, FilterValue, SPARSE_VECTOR, SearchQuery, VectorError, VectorStore,
+    hit_from_payload, keys, payload_of, point_id, revision_point_ids,
 };
+use crate::embed::{Embedding, VectorSpace};
 use crate::tenants::TenantId;
 
 /// The longest a write waits in memory before the shard is flushed.
@@ -99,36 +101,49 @@ impl std::fmt::Debug for EdgeStore {
 }
 
 impl EdgeStore {
-    /// Open (or create) the shard for `model` under `dir` and start its
-    /// maintenance thread.
-    pub fn open(dir: &Path, model: &str, dimensions: usize) -> Result<Self, VectorError> {
-        Self::open_with(dir, model, dimensions, Some(INDEXING_THRESHOLD_KB))
+    /// Open (or create) the shard for `model`'s vectors under `dir` and
+    /// start its maintenance thread.
+    pub fn open(dir: &Path, model: &str, space: VectorSpace) -> Result<Self, VectorError> {
+        Self::open_with(dir, model, space, Some(INDEXING_THRESHOLD_KB))
     }
 
     /// [`EdgeStore::open`] with the size (KiB of vectors) above which a
-    /// segment gets its HNSW index; Qdrant's default (10 MB) when `None`.
+    /// segment gets its HNSW index (or its immutable inverted index, for
+    /// sparse vectors); Qdrant's default (10 MB) when `None`.
     pub fn open_with(
         dir: &Path,
         model: &str,
-        dimensions: usize,
+        space: VectorSpace,
         indexing_threshold_kb: Option<usize>,
     ) -> Result<Self, VectorError> {
         let path = dir.join(slug(model));
         std::fs::create_dir_all(&path)
             .map_err(|e| VectorError::Internal(format!("create {}: {e}", path.display())))?;
-        let config = EdgeConfigBuilder::new()
-            .on_disk_payload(true)
-            .vector(
+        let config = EdgeConfigBuilder::new().on_disk_payload(true);
+        let config = match space {
+            VectorSpace::Dense(dimensions) => config.vector(
                 DEFAULT_VECTOR_NAME,
                 EdgeVectorParamsBuilder::new(dimensions, Distance::Cosine)
                     .on_disk(true)
                     .build(),
-            )
-            // No graph across tenants (every search is a tenant's): links
-            // are built per tenant, through the tenant index (Qdrant's
-            // multitenancy layout). A tenant too small for a graph of its
-            // own (below `full_scan_threshold`) is scored point by point
-            // through the payload index.
+            ),
+            // An inverted index, searched exactly: a query reads the
+            // posting lists of its own words. Kept in memory-mapped files,
+            // as the payload is, so the page cache holds what is read.
+            VectorSpace::Sparse => config.sparse_vector(
+                SPARSE_VECTOR,
+                EdgeSparseVectorParams {
+                    on_disk: Some(true),
+                    ..EdgeSparseVectorParams::default()
+                },
+            ),
+        };
+        let config = config
+            // For dense vectors: no graph across tenants (every search is a
+            // tenant's): links are built per tenant, through the tenant
+            // index (Qdrant's multitenancy layout). A tenant too small for
+            // a graph of its own (below `full_scan_threshold`) is scored
+            // point by point through the payload index.
             .hnsw_config(HnswIndexConfig {
                 m: 0,
                 payload_m: Some(16),
@@ -138,8 +153,8 @@ impl EdgeStore {
                 indexing_threshold: indexing_threshold_kb,
                 ..EdgeOptimizersConfig::default()
             })
-            // Indexed segments keep an int8 copy of their vectors in memory
-            // (a quarter of the float32 size) and score with it; the
+            // Indexed segments keep an int8 copy of their dense vectors in
+            // memory (a quarter of the float32 size) and score with it; the
             // originals stay on disk for rescoring the best candidates.
             .quantization_config(QuantizationConfig::from(ScalarQuantizationConfig {
                 r#type: ScalarType::Int8,
@@ -579,6 +594,21 @@ fn matches(key: &str, value: ValueVariants) -> Result<Condition, VectorError> {
     )))
 }
 
+/// A point's vectors: the unnamed dense one, or the named sparse one.
+fn vectors_of(vector: &Embedding) -> Result<Vectors, VectorError> {
+    Ok(match vector {
+        Embedding::Dense(values) => Vectors::from(values.clone()),
+        Embedding::Sparse(sparse) => {
+            Vectors::from(vec![(SPARSE_VECTOR, sparse_vector(sparse.clone())?)])
+        }
+    })
+}
+
+fn sparse_vector(sparse: crate::embed::SparseVector) -> Result<Vector, VectorError> {
+    Vector::new_sparse(sparse.indices, sparse.values)
+        .map_err(|e| VectorError::Internal(format!("sparse vector: {e}")))
+}
+
 /// The filter every call of a tenant starts from.
 fn tenant_filter(tenant: &TenantId, mut more: Vec<Condition>) -> Result<Filter, VectorError> {
     more.insert(
@@ -602,14 +632,14 @@ impl VectorStore for EdgeStore {
         let points = points
             .iter()
             .map(|p| {
-                PointStruct::new(
+                Ok(PointStruct::new(
                     PointId::Uuid(point_id(tenant, &p.document_id, &p.revision, p.chunk)),
-                    p.vector.clone(),
+                    vectors_of(&p.vector)?,
                     Value::Object(payload_of(tenant, p)),
                 )
-                .into()
+                .into())
             })
-            .collect();
+            .collect::<Result<_, VectorError>>()?;
         self.write(vec![UpdateOperation::PointOperation(
             PointOperations::UpsertPoints(PointInsertOperations::PointsList(points)),
         )])
@@ -671,8 +701,15 @@ impl VectorStore for EdgeStore {
             };
             conditions.push(matches(&key, value)?);
         }
+        let sparse = matches!(query.vector, Embedding::Sparse(_));
         let request = SearchRequest {
-            query: QueryEnum::Nearest(NamedQuery::default_dense(query.vector)),
+            query: QueryEnum::Nearest(match query.vector {
+                Embedding::Dense(values) => NamedQuery::default_dense(values),
+                Embedding::Sparse(sparse) => NamedQuery {
+                    query: sparse_vector(sparse)?.0,
+                    using: Some(SPARSE_VECTOR.into()),
+                },
+            }),
             filter: Some(tenant_filter(tenant, conditions)?),
             params: self.search_ef.map(|ef| SearchParams {
                 hnsw_ef: Some(ef),
@@ -680,17 +717,30 @@ impl VectorStore for EdgeStore {
             }),
             limit: query.top_k,
             offset: 0,
-            with_payload: Some(WithPayloadInterface::Bool(true)),
+            // Each segment returns its own best `limit`; only the overall
+            // best are read back with their payload, below.
+            with_payload: Some(WithPayloadInterface::Bool(false)),
             with_vector: None,
-            score_threshold: None,
+            // A sparse hit shares a word with the query or is no hit: the
+            // same whether the search read posting lists or scored a small
+            // tenant's points one by one.
+            score_threshold: sparse.then_some(super::SPARSE_MIN_SCORE),
         };
         let tenant = tenant.clone();
         self.read(move |shard| {
             let points = shard.search(request).map_err(internal)?;
+            let ids: Vec<PointId> = points.iter().map(|p| p.id).collect();
+            let mut payloads: std::collections::HashMap<PointId, _> = shard
+                .retrieve(&ids, Some(WithPayloadInterface::Bool(true)), None)
+                .map_err(internal)?
+                .into_iter()
+                .filter_map(|record| Some((record.id, record.payload?.0)))
+                .collect();
             Ok(points
                 .into_iter()
                 .filter_map(|p| {
-                    let payload = p.payload?.0;
+                    // A point deleted since the search is no longer a hit.
+                    let payload = payloads.remove(&p.id)?;
                     // Defence in depth: the filter already holds this.
                     if payload.get(keys::TENANT).and_then(Value::as_str) != Some(tenant.as_str()) {
                         return None;
@@ -734,7 +784,7 @@ mod tests {
             chunk,
             text: format!("{doc} chunk {chunk}"),
             metadata: metadata.as_object().cloned().unwrap_or_default(),
-            vector,
+            vector: Embedding::Dense(vector),
         }
     }
 
@@ -746,7 +796,7 @@ mod tests {
     fn query(vector: Vec<f32>, filter: Vec<(String, FilterValue)>) -> SearchQuery {
         SearchQuery {
             collection: "default".into(),
-            vector,
+            vector: Embedding::Dense(vector),
             top_k: 10,
             filter,
         }
@@ -755,7 +805,7 @@ mod tests {
     #[tokio::test]
     async fn search_and_delete_never_cross_tenants() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = EdgeStore::open(dir.path(), "test-model", 3).expect("open");
+        let store = EdgeStore::open(dir.path(), "test-model", VectorSpace::Dense(3)).expect("open");
         let (a, b) = (TenantId::generate(), TenantId::generate());
         store
             .upsert(
@@ -802,7 +852,7 @@ mod tests {
     #[tokio::test]
     async fn metadata_filters_and_chunk_deletes_apply() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = EdgeStore::open(dir.path(), "test-model", 2).expect("open");
+        let store = EdgeStore::open(dir.path(), "test-model", VectorSpace::Dense(2)).expect("open");
         let t = TenantId::generate();
         store
             .upsert(
@@ -856,7 +906,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let t = TenantId::generate();
         {
-            let store = EdgeStore::open(dir.path(), "m", 2).expect("open");
+            let store = EdgeStore::open(dir.path(), "m", VectorSpace::Dense(2)).expect("open");
             assert_eq!(
                 store.reconcile_reason(),
                 Some("a new shard"),
@@ -876,7 +926,7 @@ mod tests {
             );
         }
         {
-            let store = EdgeStore::open(dir.path(), "m", 2).expect("reopen");
+            let store = EdgeStore::open(dir.path(), "m", VectorSpace::Dense(2)).expect("reopen");
             assert_eq!(store.reconcile_reason(), None);
             assert_eq!(hits(&store, &t).await, 1);
             store
@@ -885,7 +935,7 @@ mod tests {
                 .expect("upsert");
             // Dropped without a clean stop.
         }
-        let store = EdgeStore::open(dir.path(), "m", 2).expect("reopen");
+        let store = EdgeStore::open(dir.path(), "m", VectorSpace::Dense(2)).expect("reopen");
         assert_eq!(
             store.reconcile_reason(),
             Some("the shard was not stopped cleanly")
@@ -912,7 +962,7 @@ mod tests {
                 .map(|i| i.data_type)
         };
         {
-            let store = EdgeStore::open(dir.path(), "m", 2).expect("open");
+            let store = EdgeStore::open(dir.path(), "m", VectorSpace::Dense(2)).expect("open");
             assert_eq!(tenant_index(&store), Some(PayloadSchemaType::Uuid));
             for t in [&a, &b] {
                 store
@@ -934,7 +984,7 @@ mod tests {
             assert_eq!(tenant_index(&store), Some(PayloadSchemaType::Keyword));
             store.flush().await.expect("clean stop");
         }
-        let store = EdgeStore::open(dir.path(), "m", 2).expect("reopen");
+        let store = EdgeStore::open(dir.path(), "m", VectorSpace::Dense(2)).expect("reopen");
         assert_eq!(tenant_index(&store), Some(PayloadSchemaType::Uuid));
         assert_eq!(
             hits(&store, &a).await,
@@ -948,7 +998,8 @@ mod tests {
     async fn large_segments_are_indexed_in_the_background() {
         let dir = tempfile::tempdir().expect("tempdir");
         // Index anything above 1 KiB of vectors.
-        let store = EdgeStore::open_with(dir.path(), "m", 16, Some(1)).expect("open");
+        let store =
+            EdgeStore::open_with(dir.path(), "m", VectorSpace::Dense(16), Some(1)).expect("open");
         let t = TenantId::generate();
         // Pseudo-random directions (xorshift), distinct for every point.
         let vector = |i: u32| -> Vec<f32> {
@@ -988,19 +1039,140 @@ mod tests {
         assert_eq!(store.point_ids().await.expect("ids").len(), 1000);
     }
 
+    /// Text of `n` pseudo-random words out of a vocabulary of 400.
+    fn words(seed: u64, n: usize) -> String {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                format!("w{}", x % 400)
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sparse_vectors_are_searched_exactly_and_only_in_the_tenant() {
+        use crate::embed::HashEmbedder;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (TenantId::generate(), TenantId::generate());
+        let embedder = HashEmbedder;
+        // Tenant a is past the size (5,000 points) below which a filtered
+        // search scores the tenant's points one by one instead of reading
+        // posting lists; its filtered search and tenant b are below it.
+        let texts: Vec<String> = (0..6200).map(|i| words(i, 12)).collect();
+        let vectors: Vec<_> = texts.iter().map(|t| embedder.embed_one(t)).collect();
+        let sparse_point = |i: usize| {
+            let mut p = point(&format!("d{i}"), 0, vec![], json!({"half": i % 2}));
+            p.text = texts[i].clone();
+            p.vector = Embedding::Sparse(vectors[i].clone());
+            p
+        };
+        {
+            // Index anything above 1 KiB: the optimizers build immutable
+            // inverted indexes, beside the appendable segment's own.
+            let store = EdgeStore::open_with(
+                dir.path(),
+                HashEmbedder::MODEL,
+                VectorSpace::Sparse,
+                Some(1),
+            )
+            .expect("open");
+            for batch in 0..6 {
+                let points = (batch * 1000..(batch + 1) * 1000)
+                    .map(sparse_point)
+                    .collect();
+                store.upsert(&a, points).await.expect("upsert a");
+            }
+            let points = (6000..6200).map(sparse_point).collect();
+            store.upsert(&b, points).await.expect("upsert b");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            while store.maintenance_pending() != Some(false) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "maintenance never settled"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            store.flush().await.expect("clean stop");
+        }
+        let store =
+            EdgeStore::open(dir.path(), HashEmbedder::MODEL, VectorSpace::Sparse).expect("reopen");
+        assert_eq!(store.point_ids().await.expect("ids").len(), 6200);
+        for q in 0..20u64 {
+            let text = words(10_000 + q, 3);
+            let vector = embedder.embed_one(&text);
+            for (tenant, range, filter) in [
+                (&a, 0..6000, vec![]),
+                (&b, 6000..6200, vec![]),
+                (
+                    &a,
+                    0..6000,
+                    vec![("half".to_owned(), FilterValue::Integer(1))],
+                ),
+            ] {
+                let mut truth: Vec<f32> = range
+                    .filter(|i| filter.is_empty() || i % 2 == 1)
+                    .map(|i| vectors[i].dot(&vector))
+                    .filter(|score| *score > 0.0)
+                    .collect();
+                truth.sort_by(|x, y| y.total_cmp(x));
+                truth.truncate(10);
+                let hits = store
+                    .search(
+                        tenant,
+                        SearchQuery {
+                            collection: "default".into(),
+                            vector: Embedding::Sparse(vector.clone()),
+                            top_k: 10,
+                            filter: filter.clone(),
+                        },
+                    )
+                    .await
+                    .expect("search");
+                let scores: Vec<f32> = hits.iter().map(|h| h.score).collect();
+                assert_eq!(
+                    scores.len(),
+                    truth.len(),
+                    "query {text:?}: {scores:?} vs {truth:?}"
+                );
+                for (got, want) in scores.iter().zip(&truth) {
+                    assert!(
+                        (got - want).abs() < 1e-4,
+                        "query {text:?}: {scores:?} vs {truth:?}"
+                    );
+                }
+                for hit in &hits {
+                    let i: usize = hit.document_id[1..].parse().expect("our id");
+                    assert_eq!(hit.text, texts[i]);
+                    if tenant == &b {
+                        assert!(i >= 6000, "b sees only its own points");
+                    } else {
+                        assert!(i < 6000, "a sees only its own points");
+                    }
+                    if !filter.is_empty() {
+                        assert_eq!(i % 2, 1, "the filter holds");
+                    }
+                }
+            }
+        }
+    }
+
     #[tokio::test]
     async fn data_survives_reopening_the_shard() {
         let dir = tempfile::tempdir().expect("tempdir");
         let t = TenantId::generate();
         {
-            let store = EdgeStore::open(dir.path(), "m", 2).expect("open");
+            let store = EdgeStore::open(dir.path(), "m", VectorSpace::Dense(2)).expect("open");
             store
                 .upsert(&t, vec![point("d1", 0, vec![0.0, 1.0], json!({}))])
                 .await
                 .expect("upsert");
             store.flush().await.expect("clean stop");
         }
-        let store = EdgeStore::open(dir.path(), "m", 2).expect("reopen");
+        let store = EdgeStore::open(dir.path(), "m", VectorSpace::Dense(2)).expect("reopen");
         let hits = store
             .search(&t, query(vec![0.0, 1.0], vec![]))
             .await

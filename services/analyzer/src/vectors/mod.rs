@@ -15,7 +15,16 @@ pub mod qdrant;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+use crate::embed::Embedding;
 use crate::tenants::TenantId;
+
+/// The name of the sparse vector of every point when the embedder's
+/// vectors are sparse (dense vectors are the unnamed default).
+pub const SPARSE_VECTOR: &str = "lexical";
+
+/// The least score of a sparse hit: above zero, so that a point sharing no
+/// dimension with the query is not returned.
+pub const SPARSE_MIN_SCORE: f32 = 1e-6;
 
 /// Payload keys, shared by every implementation so the data layout is the same.
 pub mod keys {
@@ -66,7 +75,7 @@ pub struct ChunkPoint {
     /// The document's metadata.
     pub metadata: Map<String, Value>,
     /// The embedding.
-    pub vector: Vec<f32>,
+    pub vector: Embedding,
 }
 
 impl ChunkPoint {
@@ -79,7 +88,7 @@ impl ChunkPoint {
             + Value::Object(self.metadata.clone()).to_string().len()
             // tenant id, chunk number and key names
             + 96;
-        (self.vector.len() * std::mem::size_of::<f32>() + payload) as u64
+        (self.vector.stored_bytes() + payload) as u64
     }
 }
 
@@ -100,7 +109,7 @@ pub struct SearchQuery {
     /// The collection to search.
     pub collection: String,
     /// The query embedding.
-    pub vector: Vec<f32>,
+    pub vector: Embedding,
     /// How many hits at most.
     pub top_k: usize,
     /// Metadata fields that must equal the given values.
@@ -261,7 +270,7 @@ mod tests {
                 .as_object()
                 .cloned()
                 .unwrap_or_default(),
-            vector: vec![0.0; 4],
+            vector: Embedding::Dense(vec![0.0; 4]),
         };
         let hit = hit_from_payload(&payload_of(&tenant, &point), 0.5).expect("our payload");
         assert_eq!(hit.document_id, "d1");

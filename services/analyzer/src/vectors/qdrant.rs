@@ -14,14 +14,16 @@ use qdrant_client::Qdrant;
 use qdrant_client::qdrant::{
     Condition, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeletePointsBuilder,
     Distance, FieldType, Filter, KeywordIndexParamsBuilder, PointStruct, PointsIdsList,
-    SearchParamsBuilder, SearchPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
+    SearchParamsBuilder, SearchPointsBuilder, SparseVectorParamsBuilder,
+    SparseVectorsConfigBuilder, UpsertPointsBuilder, Vector, VectorParamsBuilder, Vectors,
 };
 use serde_json::Value;
 
 use super::{
-    ChunkHit, ChunkPoint, FilterValue, SearchQuery, VectorError, VectorStore, hit_from_payload,
-    keys, payload_of, point_id, revision_point_ids,
+    ChunkHit, ChunkPoint, FilterValue, SPARSE_MIN_SCORE, SPARSE_VECTOR, SearchQuery, VectorError,
+    VectorStore, hit_from_payload, keys, payload_of, point_id, revision_point_ids,
 };
+use crate::embed::{Embedding, VectorSpace};
 use crate::tenants::TenantId;
 
 /// Qdrant server settings.
@@ -39,7 +41,7 @@ pub struct QdrantConfig {
 pub struct QdrantStore {
     client: Qdrant,
     collection: String,
-    dimensions: usize,
+    space: VectorSpace,
     /// Set once the collection and its indexes are known to exist.
     ensured: tokio::sync::OnceCell<()>,
     /// The search's `hnsw_ef`; the server's default when `None`.
@@ -59,9 +61,13 @@ fn unavailable(e: impl std::fmt::Display) -> VectorError {
 }
 
 impl QdrantStore {
-    /// A client for the server, for vectors of `dimensions`; does not
-    /// contact it (see [`Self::ensure_collection`]).
-    pub fn new(config: &QdrantConfig, model: &str, dimensions: usize) -> Result<Self, VectorError> {
+    /// A client for the server, for vectors of `space`; does not contact
+    /// it (see [`Self::ensure_collection`]).
+    pub fn new(
+        config: &QdrantConfig,
+        model: &str,
+        space: VectorSpace,
+    ) -> Result<Self, VectorError> {
         use secrecy::ExposeSecret as _;
         let mut builder = Qdrant::from_url(&config.url)
             .timeout(config.timeout)
@@ -78,7 +84,7 @@ impl QdrantStore {
         Ok(Self {
             client,
             collection: format!("analyzer_{slug}"),
-            dimensions,
+            space,
             ensured: tokio::sync::OnceCell::new(),
             search_ef: None,
         })
@@ -109,28 +115,37 @@ impl QdrantStore {
     /// start gets them from the first call that reaches it.
     pub async fn ensure_collection(&self) -> Result<(), VectorError> {
         self.ensured
-            .get_or_try_init(|| self.create_collection(self.dimensions))
+            .get_or_try_init(|| self.create_collection(self.space))
             .await
             .map(|_| ())
     }
 
     /// Safe when several tasks start at once: "already exists" counts as
     /// success, and so does creating an index that exists.
-    async fn create_collection(&self, dimensions: usize) -> Result<(), VectorError> {
+    async fn create_collection(&self, space: VectorSpace) -> Result<(), VectorError> {
         let exists = self
             .client
             .collection_exists(&self.collection)
             .await
             .map_err(unavailable)?;
         if !exists {
-            let created = self
-                .client
-                .create_collection(
-                    CreateCollectionBuilder::new(&self.collection).vectors_config(
-                        VectorParamsBuilder::new(dimensions as u64, Distance::Cosine).on_disk(true),
-                    ),
-                )
-                .await;
+            let create = CreateCollectionBuilder::new(&self.collection);
+            let create = match space {
+                VectorSpace::Dense(dimensions) => create.vectors_config(
+                    VectorParamsBuilder::new(dimensions as u64, Distance::Cosine).on_disk(true),
+                ),
+                // No dense vector at all; the named sparse one, searched
+                // through the server's inverted index.
+                VectorSpace::Sparse => {
+                    let mut sparse = SparseVectorsConfigBuilder::default();
+                    sparse.add_named_vector_params(
+                        SPARSE_VECTOR,
+                        SparseVectorParamsBuilder::default(),
+                    );
+                    create.sparse_vectors_config(sparse)
+                }
+            };
+            let created = self.client.create_collection(create).await;
             if let Err(e) = created
                 && !e.to_string().contains("already exists")
             {
@@ -177,9 +192,17 @@ impl VectorStore for QdrantStore {
         let points: Vec<PointStruct> = points
             .iter()
             .map(|p| {
+                let vectors: Vectors = match &p.vector {
+                    Embedding::Dense(values) => values.clone().into(),
+                    Embedding::Sparse(sparse) => std::collections::HashMap::from([(
+                        SPARSE_VECTOR.to_owned(),
+                        Vector::new_sparse(sparse.indices.clone(), sparse.values.clone()),
+                    )])
+                    .into(),
+                };
                 PointStruct::new(
                     point_id(tenant, &p.document_id, &p.revision, p.chunk).to_string(),
-                    p.vector.clone(),
+                    vectors,
                     qdrant_client::Payload::from(payload_of(tenant, p)),
                 )
             })
@@ -255,10 +278,19 @@ impl VectorStore for QdrantStore {
                 FilterValue::Bool(b) => Condition::matches(key, *b),
             });
         }
-        let mut search =
-            SearchPointsBuilder::new(&self.collection, query.vector, query.top_k as u64)
-                .filter(Self::filter(tenant, conditions))
-                .with_payload(true);
+        let top_k = query.top_k as u64;
+        let mut search = match query.vector {
+            Embedding::Dense(values) => SearchPointsBuilder::new(&self.collection, values, top_k),
+            // As in the embedded store: a hit shares a word with the query.
+            Embedding::Sparse(sparse) => {
+                SearchPointsBuilder::new(&self.collection, sparse.values, top_k)
+                    .sparse_indices(sparse.indices)
+                    .vector_name(SPARSE_VECTOR)
+                    .score_threshold(SPARSE_MIN_SCORE)
+            }
+        }
+        .filter(Self::filter(tenant, conditions))
+        .with_payload(true);
         if let Some(ef) = self.search_ef {
             search = search.params(SearchParamsBuilder::default().hnsw_ef(ef as u64));
         }
