@@ -84,8 +84,8 @@ struct Target {
 }
 
 /// Variables passed through from the harness's environment: they switch
-/// the server to the real backends.
-const BACKENDS: [&str; 10] = [
+/// the server to the real backends, or tune its vector store.
+const BACKENDS: [&str; 11] = [
     "REDIS_URL",
     "QDRANT_URL",
     "QDRANT_API_KEY",
@@ -96,6 +96,7 @@ const BACKENDS: [&str; 10] = [
     "CHAT_MODEL",
     "ANALYZER_CACHE_MAX_BYTES",
     "ANALYZER_DB_MAX_CONNECTIONS",
+    "ANALYZER_VECTOR_SEARCH_EF",
 ];
 
 impl Target {

@@ -38,7 +38,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-BINARY = ROOT / "target" / "release" / "analyzer-under-test"
+BINARY = Path(os.environ.get("ANALYZER_BINARY", ROOT / "target" / "release" / "analyzer-under-test"))
 SECRET = "recall-probe-signing-secret-0123456789abcdef"
 SYLLABLES = "ka lo mi ten ra vo shi pel dra nu qua zor bel fin gro hal jus mar nex ost pri sul tor ux".split()
 VOCABULARY = len(SYLLABLES) ** 3

@@ -4,6 +4,9 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+#[global_allocator]
+static ALLOCATOR: analyzer::Allocator = analyzer::Allocator;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = analyzer::cli::Cli::parse();
