@@ -788,6 +788,18 @@ mod tests {
         }
     }
 
+    /// Wait until the maintenance thread has flushed and optimized.
+    async fn settle(store: &EdgeStore) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while store.maintenance_pending() != Some(false) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "maintenance never settled"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     async fn hits(store: &EdgeStore, t: &TenantId) -> usize {
         let query = query(vec![0.0, 1.0], vec![]);
         store.search(t, query).await.expect("search").len()
@@ -1019,14 +1031,7 @@ mod tests {
                 .collect();
             store.upsert(&t, points).await.expect("upsert");
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while store.maintenance_pending() != Some(false) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "maintenance never settled"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        settle(&store).await;
         assert!(
             store.indexed_vectors().await.expect("info") > 0,
             "no segment was indexed"
@@ -1088,14 +1093,7 @@ mod tests {
             }
             let points = (6000..6200).map(sparse_point).collect();
             store.upsert(&b, points).await.expect("upsert b");
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-            while store.maintenance_pending() != Some(false) {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "maintenance never settled"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
+            settle(&store).await;
             store.flush().await.expect("clean stop");
         }
         let store =
