@@ -1159,6 +1159,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_text_of_stop_words_alone_is_stored_and_matches_nothing() {
+        use crate::embed::HashEmbedder;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            EdgeStore::open(dir.path(), HashEmbedder::MODEL, VectorSpace::Sparse).expect("open");
+        let t = TenantId::generate();
+        let mut empty = point("d1", 0, vec![], json!({}));
+        empty.vector = Embedding::Sparse(HashEmbedder.embed_one("The. Of it!"));
+        let mut words = point("d2", 0, vec![], json!({}));
+        words.vector = Embedding::Sparse(HashEmbedder.embed_one("Lava builds islands."));
+        store.upsert(&t, vec![empty, words]).await.expect("upsert");
+        assert_eq!(store.point_ids().await.expect("ids").len(), 2);
+        let search = |text: &str| SearchQuery {
+            collection: "default".into(),
+            vector: Embedding::Sparse(HashEmbedder.embed_one(text)),
+            top_k: 10,
+            filter: vec![],
+        };
+        assert!(
+            store
+                .search(&t, search("the of"))
+                .await
+                .expect("search")
+                .is_empty()
+        );
+        let found = store.search(&t, search("islands")).await.expect("search");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].document_id, "d2");
+    }
+
+    #[tokio::test]
     async fn data_survives_reopening_the_shard() {
         let dir = tempfile::tempdir().expect("tempdir");
         let t = TenantId::generate();
