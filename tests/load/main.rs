@@ -81,6 +81,8 @@ struct Target {
     server: TestServer,
     addr: SocketAddr,
     _dir: tempfile::TempDir,
+    /// Server log lines already looked through for warnings and errors.
+    log_seen: std::sync::atomic::AtomicUsize,
 }
 
 /// Variables passed through from the harness's environment: they switch
@@ -100,6 +102,34 @@ const BACKENDS: [&str; 11] = [
 ];
 
 impl Target {
+    /// The server's WARN and ERROR log lines since the last call, counted
+    /// by message (the cause of a 5xx in a scenario's row).
+    fn new_problems(&self) -> Vec<(String, usize)> {
+        use std::sync::atomic::Ordering;
+        let Ok(lines) = self.server.stdout.lock() else {
+            return Vec::new();
+        };
+        let from = self
+            .log_seen
+            .swap(lines.len(), Ordering::Relaxed)
+            .min(lines.len());
+        let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+        for line in &lines[from..] {
+            let Ok(record) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let level = record["level"].as_str().unwrap_or_default();
+            if level == "WARN" || level == "ERROR" {
+                let message = record["fields"]["message"].as_str().unwrap_or("?");
+                let error = record["fields"]["error"].as_str().unwrap_or_default();
+                *counts
+                    .entry(format!("{level} {message} {error}").trim().to_owned())
+                    .or_default() += 1;
+            }
+        }
+        counts.into_iter().collect()
+    }
+
     /// Start the analyzer with `limits` (tier variables) on top of the
     /// backends from the environment. Access logs are off: at thousands of
     /// requests a second they would measure the harness's log reader.
@@ -137,6 +167,7 @@ impl Target {
             server,
             addr,
             _dir: dir,
+            log_seen: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -312,6 +343,9 @@ impl Bench {
             outcome,
         };
         eprintln!("{}", line(&mut row));
+        for (problem, count) in target.new_problems() {
+            eprintln!("  server log: {count}× {problem}");
+        }
         self.rows.push(row);
     }
 
