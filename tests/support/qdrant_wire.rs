@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use analyzer::embed::SparseVector;
 use qdrant_client::qdrant::collections_server::{Collections, CollectionsServer};
 use qdrant_client::qdrant::points_server::{Points, PointsServer};
 use qdrant_client::qdrant::qdrant_server::{Qdrant, QdrantServer};
@@ -49,7 +50,7 @@ enum Space {
 enum Stored {
     Dense(Vec<f32>),
     /// Ascending, unique indices with their values.
-    Sparse(Vec<(u32, f32)>),
+    Sparse(SparseVector),
 }
 
 #[derive(Debug)]
@@ -273,7 +274,7 @@ fn stored(vectors: Option<&q::Vectors>, space: &Space) -> Result<Stored, Status>
                     )));
                 }
             };
-            sparse_pairs(&sparse.indices, &sparse.values).map(Stored::Sparse)
+            sparse_vector(&sparse.indices, &sparse.values).map(Stored::Sparse)
         }
         _ => Err(Status::invalid_argument(
             "Wrong input: the point's vectors do not match the collection's",
@@ -281,9 +282,9 @@ fn stored(vectors: Option<&q::Vectors>, space: &Space) -> Result<Stored, Status>
     }
 }
 
-/// Indices and values as sorted pairs; Qdrant refuses unequal lengths and
-/// repeated indices.
-fn sparse_pairs(indices: &[u32], values: &[f32]) -> Result<Vec<(u32, f32)>, Status> {
+/// Indices and values sorted by index (the order the dot product needs);
+/// Qdrant refuses unequal lengths and repeated indices.
+fn sparse_vector(indices: &[u32], values: &[f32]) -> Result<SparseVector, Status> {
     if indices.len() != values.len() {
         return Err(Status::invalid_argument(
             "Validation error: indices and values of a sparse vector differ in length",
@@ -300,23 +301,8 @@ fn sparse_pairs(indices: &[u32], values: &[f32]) -> Result<Vec<(u32, f32)>, Stat
             "Validation error: a sparse vector repeats an index",
         ));
     }
-    Ok(pairs)
-}
-
-fn sparse_dot(a: &[(u32, f32)], b: &[(u32, f32)]) -> f32 {
-    let (mut i, mut j, mut sum) = (0, 0, 0.0);
-    while i < a.len() && j < b.len() {
-        match a[i].0.cmp(&b[j].0) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                sum += a[i].1 * b[j].1;
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    sum
+    let (indices, values) = pairs.into_iter().unzip();
+    Ok(SparseVector { indices, values })
 }
 
 /// The payload values at a dotted path; arrays are flattened, as Qdrant
@@ -678,7 +664,7 @@ service! {
                     Stored::Dense(search.vector.clone())
                 }
                 (Space::Sparse(name), Some(using), Some(indices)) if using == name => {
-                    Stored::Sparse(sparse_pairs(&indices.data, &search.vector)?)
+                    Stored::Sparse(sparse_vector(&indices.data, &search.vector)?)
                 }
                 _ => {
                     return Err(Status::invalid_argument(
@@ -691,7 +677,7 @@ service! {
                 if filter_holds(&filter, key, payload)? {
                     let score = match (&query, vector) {
                         (Stored::Dense(q), Stored::Dense(v)) => cosine(q, v),
-                        (Stored::Sparse(q), Stored::Sparse(v)) => sparse_dot(q, v),
+                        (Stored::Sparse(q), Stored::Sparse(v)) => q.dot(v),
                         _ => return Err(Status::internal("mixed vectors in one collection")),
                     };
                     if search.score_threshold.is_none_or(|least| score >= least) {
