@@ -72,6 +72,9 @@ pub struct Db {
     contexts: Option<Arc<Contexts>>,
     /// The lock that makes this server the SQLite file's only one.
     _serving: Option<Arc<std::fs::File>>,
+    /// On SQLite: this process's writers take turns here, first come first
+    /// served, before they take a connection (see [`Db::write_turn`]).
+    writers: Option<Arc<tokio::sync::Mutex<()>>>,
     backend: Backend,
 }
 
@@ -313,6 +316,7 @@ impl Db {
             standard: None,
             contexts: None,
             _serving: None,
+            writers: (backend == Backend::Sqlite).then(Arc::default),
             backend,
         })
     }
@@ -420,6 +424,21 @@ impl Db {
         .await
     }
 
+    /// On SQLite, this process's turn to write, taken before a write takes
+    /// its connection. SQLite has one writer at a time; without turns every
+    /// waiting writer holds a pooled connection (which readers then lack)
+    /// and polls the file lock in SQLite's busy handler, unordered, so
+    /// that under a burst of ingests one could wait out the busy timeout
+    /// and fail (a 503) while later ones went first. In turn, writers wait
+    /// in arrival order and without a connection; the busy timeout is left
+    /// for other processes (the CLI). PostgreSQL locks rows: no turn.
+    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.writers {
+            Some(writers) => Some(writers.lock().await),
+            None => None,
+        }
+    }
+
     /// Apply pending migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         migrator().run(&self.pool).await?;
@@ -455,6 +474,7 @@ impl Db {
         tier: Tier,
     ) -> Result<Tenant, StoreError> {
         let now = now_millis();
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO tenants (id, name, tier, status, created_at, updated_at) \
              VALUES ($1, $2, $3, 'active', $4, $4)",
@@ -503,6 +523,7 @@ impl Db {
         tier: Option<Tier>,
         status: Option<TenantStatus>,
     ) -> Result<Option<Tenant>, StoreError> {
+        let turn = self.write_turn().await;
         sqlx::query(
             "UPDATE tenants SET tier = COALESCE($2, tier), status = COALESCE($3, status), \
              updated_at = $4 WHERE id = $1",
@@ -513,6 +534,7 @@ impl Db {
         .bind(now_millis())
         .execute(self.pool())
         .await?;
+        drop(turn);
         self.tenant(id).await
     }
 
@@ -618,6 +640,7 @@ impl Db {
         vector_budget: u64,
     ) -> Result<(), StoreError> {
         let _quota = self.quota().await;
+        let _turn = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
         // Lock the tenant's row before reading its total (a row lock on
         // PostgreSQL, the write lock on SQLite): concurrent ingests of one
@@ -672,6 +695,7 @@ impl Db {
     pub async fn delete_document(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError> {
         self.writing(tenant, async {
             let _quota = self.quota().await;
+            let _turn = self.write_turn().await;
             let mut tx = self.pool().begin().await?;
             let result = sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant.as_str())
@@ -690,6 +714,7 @@ impl Db {
     pub async fn bump_generation(&self, tenant: &TenantId) -> Result<(), StoreError> {
         self.writing(tenant, async {
             let _quota = self.quota().await;
+            let _turn = self.write_turn().await;
             let mut tx = self.pool().begin().await?;
             bump_generation(&mut tx, tenant).await?;
             tx.commit().await?;
@@ -758,6 +783,7 @@ impl Db {
         if batch.is_empty() {
             return Ok(());
         }
+        let _turn = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
         for ((tenant, metric, hour), value) in batch {
             add_usage(&mut tx, tenant, metric, *hour, *value).await?;
@@ -1079,6 +1105,50 @@ mod tests {
         assert_eq!(
             db.usage(&tenant).await.expect("usage")[usage::metrics::DOCUMENTS_INGESTED],
             270
+        );
+        db.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writers_wait_for_their_turn_without_a_connection() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::connect(&sqlite_in(dir.path())).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        let tenant = TenantId::generate();
+        db.insert_tenant(&tenant, "acme", Tier::Premium)
+            .await
+            .expect("tenant");
+        let turn = db.write_turn().await.expect("SQLite writers take turns");
+        // Four times the pool's connections queue behind the held turn.
+        let writers = 4 * db.pool.options().get_max_connections();
+        let writes: Vec<_> = (0..writers)
+            .map(|i| {
+                let (db, tenant) = (db.clone(), tenant.clone());
+                tokio::spawn(async move {
+                    db.upsert_documents(&tenant, &[stored(&format!("d{i}"), "r1")], u64::MAX)
+                        .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            writes.iter().all(|w| !w.is_finished()),
+            "no write lands out of turn"
+        );
+        assert_eq!(
+            db.pool_stats()[0].in_use,
+            0,
+            "waiting writers hold no connection"
+        );
+        // So readers are served meanwhile.
+        assert_eq!(db.storage_totals(&tenant).await.expect("read").documents, 0);
+        drop(turn);
+        for write in futures::future::join_all(writes).await {
+            write.expect("task").expect("every write lands");
+        }
+        assert_eq!(
+            db.storage_totals(&tenant).await.expect("read").documents,
+            i64::from(writers)
         );
         db.close().await;
     }
