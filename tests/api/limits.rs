@@ -335,11 +335,11 @@ async fn vector_quota(s: &TestServer, token: &str) -> Value {
 
 analyzer_tests::on_both_databases! {
     async fn an_ingest_over_the_vector_quota_is_refused_whole_and_stores_nothing(db: Db) {
-        // One 40-word document takes about 1 KiB (its sparse vector of 40
-        // words and 39 word pairs, 8 bytes each, plus its text and
-        // payload): 2500 bytes fit two, not three.
+        // One 40-word document takes about 700 bytes (its sparse vector of
+        // 40 words, 8 bytes each, plus its text and payload): 1700 bytes
+        // fit two, not three.
         let Some(env) = start(db, Options {
-            env: vec![("ANALYZER_TIER_STANDARD_VECTOR_STORAGE_BYTES".into(), "2500".into())],
+            env: vec![("ANALYZER_TIER_STANDARD_VECTOR_STORAGE_BYTES".into(), "1700".into())],
             ..Options::default()
         }).await else { return };
         let s = &env.server;
@@ -348,12 +348,12 @@ analyzer_tests::on_both_databases! {
         assert_eq!(status, 201, "{body}");
         let before = vector_quota(s, &token).await;
         let one = before["used"].as_u64().expect("used");
-        assert!(2 * one <= 2500 && 3 * one > 2500, "the scenario needs 2 to fit and 3 not: {before}");
-        assert_eq!(before["limit"], 2500);
+        assert!(2 * one <= 1700 && 3 * one > 1700, "the scenario needs 2 to fit and 3 not: {before}");
+        assert_eq!(before["limit"], 1700);
         let (_, usage) = s.get("/v1/usage", &token).await;
         assert_eq!(usage["quotas"]["db_connections"]["limit"], 2 + 5, "{usage}");
         assert!(usage["quotas"]["query_cache_bytes"]["limit"].is_u64(), "{usage}");
-        assert_eq!(before["remaining"].as_u64(), Some(2500 - one));
+        assert_eq!(before["remaining"].as_u64(), Some(1700 - one));
 
         // Two more would pass the quota: refused whole, nothing stored.
         let (status, problem) = s.post("/v1/documents", &token,
@@ -387,12 +387,12 @@ analyzer_tests::on_both_databases! {
 analyzer_tests::on_both_databases! {
     async fn concurrent_ingests_cannot_pass_the_vector_quota_together(db: Db) {
         let Some(env) = start(db, Options {
-            env: vec![("ANALYZER_TIER_STANDARD_VECTOR_STORAGE_BYTES".into(), "2000".into())],
+            env: vec![("ANALYZER_TIER_STANDARD_VECTOR_STORAGE_BYTES".into(), "1000".into())],
             ..Options::default()
         }).await else { return };
         let s = &env.server;
         let (_, token) = s.tenant("Racing", "standard").await;
-        // One document fits in 2000 bytes, two do not (see above).
+        // One document (about 700 bytes) fits in 1000 bytes, two do not (see above).
         for round in 0..5 {
             let (x, y) = (format!("x{round}"), format!("y{round}"));
             let body_x = serde_json::json!({"documents": [doc(&x, 40)]});
@@ -405,7 +405,7 @@ analyzer_tests::on_both_databases! {
             statuses.sort_unstable();
             assert_eq!(statuses, [201, 413], "round {round}: exactly one fits");
             let used = vector_quota(s, &token).await["used"].as_u64().expect("used");
-            assert!(used <= 2000, "round {round}: {used} bytes stored");
+            assert!(used <= 1000, "round {round}: {used} bytes stored");
             for id in [&x, &y] {
                 let _ = s.delete(&format!("/v1/documents/{id}"), &token).await;
             }

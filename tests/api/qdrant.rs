@@ -14,7 +14,7 @@ use qdrant_client::qdrant::{Filter, condition::ConditionOneOf, r#match::MatchVal
 use serde_json::{Value, json};
 
 /// The collection of the built-in embedder's model.
-const COLLECTION: &str = "analyzer_builtin_lexical";
+const COLLECTION: &str = "analyzer_builtin_words";
 
 fn qdrant_env(url: &str) -> Vec<(String, String)> {
     vec![

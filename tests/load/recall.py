@@ -93,13 +93,11 @@ def fnv1a(data):
 
 def embed(text):
     """`HashEmbedder::embed_one`: {dimension: value}, unit length."""
-    weights = defaultdict(float)
-    words = tokens(text)
-    features = [(w, 1.0) for w in words] + [(a + " " + b, 0.5) for a, b in zip(words, words[1:])]
-    for feature, weight in features:
-        h = fnv1a(feature.encode())
-        weights[(h ^ (h >> 32)) & 0xFFFFFFFF] += weight
-    values = {i: math.log(1.0 + w) for i, w in weights.items()}
+    counts = defaultdict(float)
+    for word in tokens(text):
+        h = fnv1a(word.encode())
+        counts[(h ^ (h >> 32)) & 0xFFFFFFFF] += 1.0
+    values = {i: math.log(1.0 + c) for i, c in counts.items()}
     norm = math.sqrt(sum(v * v for v in values.values()))
     return {i: v / norm for i, v in values.items()} if norm > 0 else {}
 

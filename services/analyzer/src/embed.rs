@@ -1,6 +1,6 @@
 //! Text embedding behind a trait. The built-in default, [`HashEmbedder`],
-//! needs no network and no model: it hashes words and word pairs to
-//! dimensions of a 2³²-wide space and weighs them, an L2-normalized
+//! needs no network and no model: it hashes words to dimensions of a
+//! 2³²-wide space and weighs them, an L2-normalized
 //! *sparse* vector, so that the dot product (cosine similarity) measures
 //! lexical overlap. The vector stores keep such vectors in an inverted
 //! index and search it exactly, where a dense graph (HNSW) of
@@ -108,43 +108,39 @@ pub trait Embedder: Send + Sync {
     async fn embed(&self, texts: &[String]) -> Result<Embedded, ProviderError>;
 }
 
-/// The built-in lexical embedder: sparse vectors of hashed words and
-/// word pairs.
+/// The built-in lexical embedder: sparse vectors of hashed words.
+///
+/// Words only, no word pairs: a pair is nearly always new to the corpus
+/// (in the benchmark's corpus, every one), so pairs made one posting list
+/// per pair in the inverted index, and the engine keeps a map entry per
+/// list in memory and rebuilds every list of a segment when it merges it:
+/// some 8 million lists for 100,000 chunks, and a peak heap of 1.55 GB
+/// where words alone peak at 240 MB (BENCHMARKS.md).
 #[derive(Debug, Clone, Default)]
 pub struct HashEmbedder;
 
 impl HashEmbedder {
-    /// The model name. Its vectors are sparse, so it names no dimension;
-    /// shards and collections of the former dense built-in model
-    /// (`builtin-hash-256`) are left where they are and rebuilt under this
-    /// name from the database.
-    pub const MODEL: &'static str = "builtin-lexical";
+    /// The model name. Its vectors are sparse, so it names no dimension.
+    /// Shards and collections of the former built-in models
+    /// (`builtin-hash-256`, dense; `builtin-lexical`, words and word
+    /// pairs) are left where they are and rebuilt under this name from the
+    /// database.
+    pub const MODEL: &'static str = "builtin-words";
 
     /// Embed one text synchronously (it is pure CPU work).
     pub fn embed_one(&self, text: &str) -> SparseVector {
-        let tokens = tokens(text);
-        let mut weights: std::collections::BTreeMap<u32, f32> = std::collections::BTreeMap::new();
-        let mut add = |feature: &str, weight: f32| {
-            let h = fnv1a(feature.as_bytes());
-            // Fold the 64-bit hash: two features collide once in 2³² pairs.
+        // How often each word's dimension occurs.
+        let mut counts: std::collections::BTreeMap<u32, f32> = std::collections::BTreeMap::new();
+        for token in tokens(text) {
+            let h = fnv1a(token.as_bytes());
+            // Fold the 64-bit hash: two words collide once in 2³² pairs.
             let index = (h ^ (h >> 32)) as u32;
-            *weights.entry(index).or_default() += weight;
-        };
-        for token in &tokens {
-            add(token, 1.0);
-        }
-        let mut pair = String::new();
-        for window in tokens.windows(2) {
-            pair.clear();
-            pair.push_str(&window[0]);
-            pair.push(' ');
-            pair.push_str(&window[1]);
-            add(&pair, 0.5);
+            *counts.entry(index).or_default() += 1.0;
         }
         // Sublinear term frequency, then unit length for cosine similarity.
-        let (indices, mut values): (Vec<u32>, Vec<f32>) = weights
+        let (indices, mut values): (Vec<u32>, Vec<f32>) = counts
             .into_iter()
-            .map(|(index, weight)| (index, (1.0 + weight).ln()))
+            .map(|(index, count)| (index, (1.0 + count).ln()))
             .unzip();
         let norm = values.iter().map(|v| v * v).sum::<f32>().sqrt();
         if norm > 0.0 {
@@ -262,8 +258,9 @@ mod tests {
     fn vectors_are_unit_length_sorted_and_deterministic() {
         let e = HashEmbedder;
         let v = e.embed_one("Quarterly revenue grew in Europe");
-        // 4 words (no stop words but "in") and 3 pairs.
-        assert_eq!(v.indices.len(), 7);
+        // 4 words (no stop words but "in"), each once.
+        assert_eq!(v.indices.len(), 4);
+        assert!(v.values.iter().all(|w| (w - 0.5).abs() < 1e-6));
         assert_eq!(v.indices.len(), v.values.len());
         assert!(
             v.indices.windows(2).all(|w| w[0] < w[1]),
