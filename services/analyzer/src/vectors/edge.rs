@@ -58,6 +58,19 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// search kept up with 1,500/s offered only at 2 MB (BENCHMARKS.md).
 const INDEXING_THRESHOLD_KB: usize = 2_000;
 
+/// A segment of sparse vectors stops growing at this many KiB of them
+/// (Qdrant counts 12 bytes per non-zero: about 31,000 chunks of the
+/// built-in embedder's). Every merge into a segment rebuilds its whole
+/// inverted index in memory and rewrites its vectors and payload, so
+/// under ingest the engine's default (256 MB per indexing thread: two
+/// segments for 100,000 chunks) merged new chunks into a 50,000-chunk
+/// segment over and over: peak RSS 1.2 GiB in the ingest scenario and
+/// 1.5 GiB in the mix, against 0.9 and 0.8 bounded here, and uncached
+/// search was faster with the three segments than with two
+/// (BENCHMARKS.md). Dense vectors keep the default: an HNSW graph gains
+/// from large segments.
+const SPARSE_MAX_SEGMENT_KB: usize = 32_000;
+
 /// The file a clean stop leaves in the shard's directory.
 const CLEAN_STOP: &str = "clean-stop";
 
@@ -75,6 +88,9 @@ pub struct EdgeStore {
 /// What the store's callers and its maintenance thread share.
 struct Shared {
     shard: RwLock<EdgeShard>,
+    /// One write at a time goes to a blocking thread (see
+    /// [`EdgeStore::write`]).
+    writers: tokio::sync::Semaphore,
     state: Mutex<State>,
     wake: Condvar,
 }
@@ -151,6 +167,7 @@ impl EdgeStore {
             })
             .optimizers(EdgeOptimizersConfig {
                 indexing_threshold: indexing_threshold_kb,
+                max_segment_size: (space == VectorSpace::Sparse).then_some(SPARSE_MAX_SEGMENT_KB),
                 ..EdgeOptimizersConfig::default()
             })
             // Indexed segments keep an int8 copy of their dense vectors in
@@ -185,6 +202,7 @@ impl EdgeStore {
         shard.flush();
         let shared = Arc::new(Shared {
             shard: RwLock::new(shard),
+            writers: tokio::sync::Semaphore::new(1),
             state: Mutex::new(State {
                 // Segments a crash left unindexed get their index now.
                 unoptimized: true,
@@ -293,7 +311,20 @@ impl EdgeStore {
         .map_err(|e| VectorError::Internal(e.to_string()))?
     }
 
+    /// Apply `operations` on a blocking thread, one write at a time: Edge
+    /// applies one update at a time anyway (behind its write-ahead log's
+    /// lock), and a blocking thread per waiting write (tokio starts up to
+    /// 512) each kept an allocator heap of its own: under 1,000 concurrent
+    /// ingests, 230 threads and 660 MiB of memory for a few thousand
+    /// chunks (BENCHMARKS.md). Waiting writes wait here, as futures, in
+    /// arrival order.
     async fn write(&self, operations: Vec<UpdateOperation>) -> Result<(), VectorError> {
+        let _turn = self
+            .shared
+            .writers
+            .acquire()
+            .await
+            .map_err(|_| VectorError::Unavailable("the vector store is closed".into()))?;
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
             if shared.state()?.closing {
@@ -1056,6 +1087,40 @@ mod tests {
             })
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_take_turns_and_all_land() {
+        use crate::embed::HashEmbedder;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(
+            EdgeStore::open(dir.path(), HashEmbedder::MODEL, VectorSpace::Sparse).expect("open"),
+        );
+        let t = TenantId::generate();
+        // Far more writers than the one turn: upserts, and deletes of half
+        // of what they wrote, all at once.
+        let writes = (0..300).map(|i| {
+            let (store, t) = (Arc::clone(&store), t.clone());
+            tokio::spawn(async move {
+                let doc = format!("d{i}");
+                let mut p = point(&doc, 0, vec![], json!({}));
+                p.text = words(i, 12);
+                p.vector = Embedding::Sparse(HashEmbedder.embed_one(&p.text));
+                store.upsert(&t, vec![p]).await?;
+                if i % 2 == 1 {
+                    store.delete_revision(&t, &doc, "r1", 1).await?;
+                }
+                Ok::<_, VectorError>(())
+            })
+        });
+        for write in futures::future::join_all(writes).await {
+            write.expect("task").expect("every write lands");
+        }
+        let ids = store.point_ids().await.expect("ids");
+        assert_eq!(ids.len(), 150);
+        for i in (0..300).step_by(2) {
+            assert!(ids.contains(&point_id(&t, &format!("d{i}"), "r1", 0)), "d{i}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
