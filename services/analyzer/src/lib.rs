@@ -29,4 +29,9 @@ pub mod vectors;
 /// The allocator of the service's binaries (`main.rs`): mimalloc returns
 /// the pages of freed allocations to the OS, where glibc's malloc kept the
 /// hundreds of MiB of each of Qdrant Edge's index builds resident.
+#[cfg(not(feature = "system-allocator"))]
 pub use mimalloc::MiMalloc as Allocator;
+/// The allocator of the service's binaries (`main.rs`): the system's, with
+/// the `system-allocator` feature, for heap profilers that hook malloc.
+#[cfg(feature = "system-allocator")]
+pub use std::alloc::System as Allocator;
