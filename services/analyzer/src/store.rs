@@ -963,6 +963,17 @@ mod tests {
         Config::load(&env).expect("config")
     }
 
+    /// A migrated SQLite database in `dir` with one premium tenant.
+    async fn sqlite_with_tenant(dir: &Path) -> (Db, TenantId) {
+        let db = Db::connect(&sqlite_in(dir)).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        let tenant = TenantId::generate();
+        db.insert_tenant(&tenant, "acme", Tier::Premium)
+            .await
+            .expect("tenant");
+        (db, tenant)
+    }
+
     /// A one-chunk document of four bytes of text.
     fn stored(id: &str, revision: &str) -> StoredDocument {
         StoredDocument {
@@ -1066,12 +1077,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writers_on_sqlite_all_land() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = Db::connect(&sqlite_in(dir.path())).await.expect("connect");
-        db.migrate().await.expect("migrate");
-        let tenant = TenantId::generate();
-        db.insert_tenant(&tenant, "acme", Tier::Premium)
-            .await
-            .expect("tenant");
+        let (db, tenant) = sqlite_with_tenant(dir.path()).await;
         let before = db.search_context(&tenant, "default").await.expect("read");
         // Far more writers than connections, all at once: ingests of new
         // documents, ingests replacing one document, generation bumps.
@@ -1112,12 +1118,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writers_wait_for_their_turn_without_a_connection() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = Db::connect(&sqlite_in(dir.path())).await.expect("connect");
-        db.migrate().await.expect("migrate");
-        let tenant = TenantId::generate();
-        db.insert_tenant(&tenant, "acme", Tier::Premium)
-            .await
-            .expect("tenant");
+        let (db, tenant) = sqlite_with_tenant(dir.path()).await;
         let turn = db.write_turn().await.expect("SQLite writers take turns");
         // Four times the pool's connections queue behind the held turn.
         let writers = 4 * db.pool.options().get_max_connections();

@@ -1119,7 +1119,10 @@ mod tests {
         let ids = store.point_ids().await.expect("ids");
         assert_eq!(ids.len(), 150);
         for i in (0..300).step_by(2) {
-            assert!(ids.contains(&point_id(&t, &format!("d{i}"), "r1", 0)), "d{i}");
+            assert!(
+                ids.contains(&point_id(&t, &format!("d{i}"), "r1", 0)),
+                "d{i}"
+            );
         }
     }
 
