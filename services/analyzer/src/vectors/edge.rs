@@ -805,6 +805,7 @@ impl VectorStore for EdgeStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::embed::{HashEmbedder, SparseVector};
     use serde_json::json;
 
     fn point(doc: &str, chunk: u32, vector: Vec<f32>, metadata: Value) -> ChunkPoint {
@@ -816,6 +817,15 @@ mod tests {
             text: format!("{doc} chunk {chunk}"),
             metadata: metadata.as_object().cloned().unwrap_or_default(),
             vector: Embedding::Dense(vector),
+        }
+    }
+
+    /// A chunk of `text` with its built-in sparse vector `vector`.
+    fn sparse_point(doc: &str, text: &str, vector: SparseVector, metadata: Value) -> ChunkPoint {
+        ChunkPoint {
+            text: text.to_owned(),
+            vector: Embedding::Sparse(vector),
+            ..point(doc, 0, vec![], metadata)
         }
     }
 
@@ -840,6 +850,15 @@ mod tests {
         SearchQuery {
             collection: "default".into(),
             vector: Embedding::Dense(vector),
+            top_k: 10,
+            filter,
+        }
+    }
+
+    fn sparse_query(vector: SparseVector, filter: Vec<(String, FilterValue)>) -> SearchQuery {
+        SearchQuery {
+            collection: "default".into(),
+            vector: Embedding::Sparse(vector),
             top_k: 10,
             filter,
         }
@@ -1091,7 +1110,6 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writes_take_turns_and_all_land() {
-        use crate::embed::HashEmbedder;
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(
             EdgeStore::open(dir.path(), HashEmbedder::MODEL, VectorSpace::Sparse).expect("open"),
@@ -1102,10 +1120,8 @@ mod tests {
         let writes = (0..300).map(|i| {
             let (store, t) = (Arc::clone(&store), t.clone());
             tokio::spawn(async move {
-                let doc = format!("d{i}");
-                let mut p = point(&doc, 0, vec![], json!({}));
-                p.text = words(i, 12);
-                p.vector = Embedding::Sparse(HashEmbedder.embed_one(&p.text));
+                let (doc, text) = (format!("d{i}"), words(i, 12));
+                let p = sparse_point(&doc, &text, HashEmbedder.embed_one(&text), json!({}));
                 store.upsert(&t, vec![p]).await?;
                 if i % 2 == 1 {
                     store.delete_revision(&t, &doc, "r1", 1).await?;
@@ -1128,7 +1144,6 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sparse_vectors_are_searched_exactly_and_only_in_the_tenant() {
-        use crate::embed::HashEmbedder;
         let dir = tempfile::tempdir().expect("tempdir");
         let (a, b) = (TenantId::generate(), TenantId::generate());
         let embedder = HashEmbedder;
@@ -1137,11 +1152,13 @@ mod tests {
         // posting lists; its filtered search and tenant b are below it.
         let texts: Vec<String> = (0..6200).map(|i| words(i, 12)).collect();
         let vectors: Vec<_> = texts.iter().map(|t| embedder.embed_one(t)).collect();
-        let sparse_point = |i: usize| {
-            let mut p = point(&format!("d{i}"), 0, vec![], json!({"half": i % 2}));
-            p.text = texts[i].clone();
-            p.vector = Embedding::Sparse(vectors[i].clone());
-            p
+        let chunk = |i: usize| {
+            sparse_point(
+                &format!("d{i}"),
+                &texts[i],
+                vectors[i].clone(),
+                json!({"half": i % 2}),
+            )
         };
         {
             // Index anything above 1 KiB: the optimizers build immutable
@@ -1154,12 +1171,10 @@ mod tests {
             )
             .expect("open");
             for batch in 0..6 {
-                let points = (batch * 1000..(batch + 1) * 1000)
-                    .map(sparse_point)
-                    .collect();
+                let points = (batch * 1000..(batch + 1) * 1000).map(chunk).collect();
                 store.upsert(&a, points).await.expect("upsert a");
             }
-            let points = (6000..6200).map(sparse_point).collect();
+            let points = (6000..6200).map(chunk).collect();
             store.upsert(&b, points).await.expect("upsert b");
             settle(&store).await;
             store.flush().await.expect("clean stop");
@@ -1187,15 +1202,7 @@ mod tests {
                 truth.sort_by(|x, y| y.total_cmp(x));
                 truth.truncate(10);
                 let hits = store
-                    .search(
-                        tenant,
-                        SearchQuery {
-                            collection: "default".into(),
-                            vector: Embedding::Sparse(vector.clone()),
-                            top_k: 10,
-                            filter: filter.clone(),
-                        },
-                    )
+                    .search(tenant, sparse_query(vector.clone(), filter.clone()))
                     .await
                     .expect("search");
                 let scores: Vec<f32> = hits.iter().map(|h| h.score).collect();
@@ -1228,23 +1235,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_text_of_stop_words_alone_is_stored_and_matches_nothing() {
-        use crate::embed::HashEmbedder;
         let dir = tempfile::tempdir().expect("tempdir");
         let store =
             EdgeStore::open(dir.path(), HashEmbedder::MODEL, VectorSpace::Sparse).expect("open");
         let t = TenantId::generate();
-        let mut empty = point("d1", 0, vec![], json!({}));
-        empty.vector = Embedding::Sparse(HashEmbedder.embed_one("The. Of it!"));
-        let mut words = point("d2", 0, vec![], json!({}));
-        words.vector = Embedding::Sparse(HashEmbedder.embed_one("Lava builds islands."));
+        let chunk = |doc: &str, text: &str| {
+            sparse_point(doc, text, HashEmbedder.embed_one(text), json!({}))
+        };
+        let (empty, words) = (
+            chunk("d1", "The. Of it!"),
+            chunk("d2", "Lava builds islands."),
+        );
         store.upsert(&t, vec![empty, words]).await.expect("upsert");
         assert_eq!(store.point_ids().await.expect("ids").len(), 2);
-        let search = |text: &str| SearchQuery {
-            collection: "default".into(),
-            vector: Embedding::Sparse(HashEmbedder.embed_one(text)),
-            top_k: 10,
-            filter: vec![],
-        };
+        let search = |text: &str| sparse_query(HashEmbedder.embed_one(text), vec![]);
         assert!(
             store
                 .search(&t, search("the of"))
