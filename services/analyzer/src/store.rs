@@ -439,6 +439,21 @@ impl Db {
         }
     }
 
+    /// A write transaction, begun in this process's turn (taken first, so
+    /// that a writer waits for its turn without holding a connection).
+    async fn begin_write(
+        &self,
+    ) -> Result<
+        (
+            Option<tokio::sync::MutexGuard<'_, ()>>,
+            sqlx::Transaction<'static, sqlx::Any>,
+        ),
+        StoreError,
+    > {
+        let turn = self.write_turn().await;
+        Ok((turn, self.pool().begin().await?))
+    }
+
     /// Apply pending migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         migrator().run(&self.pool).await?;
@@ -640,8 +655,7 @@ impl Db {
         vector_budget: u64,
     ) -> Result<(), StoreError> {
         let _quota = self.quota().await;
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool().begin().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         // Lock the tenant's row before reading its total (a row lock on
         // PostgreSQL, the write lock on SQLite): concurrent ingests of one
         // tenant on any task then see each other's bytes.
@@ -695,8 +709,7 @@ impl Db {
     pub async fn delete_document(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError> {
         self.writing(tenant, async {
             let _quota = self.quota().await;
-            let _turn = self.write_turn().await;
-            let mut tx = self.pool().begin().await?;
+            let (_turn, mut tx) = self.begin_write().await?;
             let result = sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant.as_str())
                 .bind(id)
@@ -714,8 +727,7 @@ impl Db {
     pub async fn bump_generation(&self, tenant: &TenantId) -> Result<(), StoreError> {
         self.writing(tenant, async {
             let _quota = self.quota().await;
-            let _turn = self.write_turn().await;
-            let mut tx = self.pool().begin().await?;
+            let (_turn, mut tx) = self.begin_write().await?;
             bump_generation(&mut tx, tenant).await?;
             tx.commit().await?;
             Ok(())
@@ -783,8 +795,7 @@ impl Db {
         if batch.is_empty() {
             return Ok(());
         }
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool().begin().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         for ((tenant, metric, hour), value) in batch {
             add_usage(&mut tx, tenant, metric, *hour, *value).await?;
         }
