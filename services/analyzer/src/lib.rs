@@ -26,12 +26,13 @@ pub mod tenants;
 pub mod usage;
 pub mod vectors;
 
-/// The allocator of the service's binaries (`main.rs`): mimalloc returns
-/// the pages of freed allocations to the OS, where glibc's malloc kept the
-/// hundreds of MiB of each of Qdrant Edge's index builds resident.
-#[cfg(not(feature = "system-allocator"))]
-pub use mimalloc::MiMalloc as Allocator;
-/// The allocator of the service's binaries (`main.rs`): the system's, with
-/// the `system-allocator` feature, for heap profilers that hook malloc.
-#[cfg(feature = "system-allocator")]
+/// The allocator of the service's binaries (`main.rs`): the system's,
+/// without the `jemalloc` feature, for heap profilers that hook malloc.
+#[cfg(not(feature = "jemalloc"))]
 pub use std::alloc::System as Allocator;
+/// The allocator of the service's binaries (`main.rs`): jemalloc, which
+/// returns freed pages to the OS within a second (`.cargo/config.toml`);
+/// glibc's malloc and mimalloc kept most of what Qdrant Edge's index
+/// builds had freed resident.
+#[cfg(feature = "jemalloc")]
+pub use tikv_jemallocator::Jemalloc as Allocator;
