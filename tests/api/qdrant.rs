@@ -256,9 +256,11 @@ async fn the_qdrant_path_over_grpc_keeps_tenants_apart_and_filters_by_tenant_on_
     assert_eq!(state.collection_names(), vec![COLLECTION.to_owned()]);
     let indexes = state.indexes(COLLECTION);
     assert!(indexes["tenant_id"].is_tenant, "{indexes:?}");
-    for field in ["document_id", "collection", "chunk"] {
+    for field in ["document_id", "collection"] {
         assert!(!indexes[field].is_tenant, "{field}: {indexes:?}");
     }
+    // Only what a filter uses is indexed: not the chunk number.
+    assert_eq!(indexes.len(), 3, "{indexes:?}");
     assert!(
         state.search_efs().iter().all(Option::is_none),
         "no hnsw_ef unless configured: the server's default"

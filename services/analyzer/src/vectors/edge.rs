@@ -33,11 +33,11 @@ use async_trait::async_trait;
 use qdrant_edge::{
     Condition, DEFAULT_VECTOR_NAME, Distance, EdgeConfigBuilder, EdgeOptimizersConfig, EdgeShard,
     EdgeSparseVectorParams, EdgeVectorParamsBuilder, FieldCondition, Filter, HnswIndexConfig,
-    IntegerIndexParams, JsonPath, KeywordIndexParams, Match, NamedQuery, PayloadFieldSchema,
-    PayloadSchemaParams, PayloadSchemaType, PointId, PointInsertOperations, PointOperations,
-    PointStruct, QuantizationConfig, QueryEnum, ScalarQuantizationConfig, ScalarType,
-    ScrollRequest, SearchParams, SearchRequest, UpdateOperation, UuidIndexParams, ValueVariants,
-    Vector, Vectors, WalOptions, WithPayloadInterface, WithVector,
+    JsonPath, KeywordIndexParams, Match, NamedQuery, PayloadFieldSchema, PayloadSchemaParams,
+    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct,
+    QuantizationConfig, QueryEnum, ScalarQuantizationConfig, ScalarType, ScrollRequest,
+    SearchParams, SearchRequest, UpdateOperation, UuidIndexParams, ValueVariants, Vector, Vectors,
+    WalOptions, WithPayloadInterface, WithVector,
 };
 use serde_json::Value;
 
@@ -647,9 +647,11 @@ fn delete_index(shard: &EdgeShard, field: &str) -> Result<(), VectorError> {
         .map_err(internal)
 }
 
-/// The payload indexes. Only the tenant's builds HNSW links (Qdrant's
-/// multitenant layout, with `m: 0` and `payload_m` in the HNSW config: one
-/// graph per tenant and none across tenants, which no search could use).
+/// The payload indexes: of what searches (tenant, collection) and deletes
+/// (document) filter on, and nothing else, as each is held in memory for
+/// every point. Only the tenant's builds HNSW links (Qdrant's multitenant
+/// layout, with `m: 0` and `payload_m` in the HNSW config: one graph per
+/// tenant and none across tenants, which no search could use).
 fn create_payload_indexes(shard: &EdgeShard) -> Result<(), VectorError> {
     let keyword =
         PayloadFieldSchema::FieldParams(PayloadSchemaParams::Keyword(KeywordIndexParams {
@@ -660,28 +662,22 @@ fn create_payload_indexes(shard: &EdgeShard) -> Result<(), VectorError> {
         }));
     create_index(shard, keys::TENANT, tenant_index())?;
     create_index(shard, keys::DOCUMENT, keyword.clone())?;
-    create_index(shard, keys::COLLECTION, keyword)?;
-    create_index(
-        shard,
-        keys::CHUNK,
-        PayloadFieldSchema::FieldParams(PayloadSchemaParams::Integer(IntegerIndexParams {
-            r#type: Default::default(),
-            lookup: Some(true),
-            range: Some(true),
-            is_principal: None,
-            on_disk: None,
-            enable_hnsw: Some(false),
-        })),
-    )
+    create_index(shard, keys::COLLECTION, keyword)
 }
 
 /// Shards written before the tenant index became a UUID index (and the
 /// others stopped building HNSW links) get today's indexes; the payload is
-/// the same, only the indexes are rebuilt.
+/// the same, only the indexes are rebuilt. Shards written before the chunk
+/// number's index was dropped (no search or delete filters on it; it held
+/// two in-memory maps of every point) lose it.
 fn upgrade_payload_indexes(shard: &EdgeShard) -> Result<(), VectorError> {
     let schema = shard.info().payload_schema;
     let tenant = schema.get(&path(keys::TENANT)?).map(|info| info.data_type);
     if tenant == Some(PayloadSchemaType::Uuid) {
+        if schema.contains_key(&path(keys::CHUNK)?) {
+            delete_index(shard, keys::CHUNK)?;
+            tracing::info!(target: "analyzer::vectors", "payload index of the chunk number dropped");
+        }
         return Ok(());
     }
     for field in [keys::TENANT, keys::DOCUMENT, keys::COLLECTION, keys::CHUNK] {
@@ -1130,7 +1126,8 @@ mod tests {
                     .await
                     .expect("upsert");
             }
-            // The layout of shards written before: a keyword index.
+            // The layout of shards written before: a keyword index, and
+            // an index of the chunk number.
             {
                 let shard = store.shared.shard.read().expect("lock");
                 delete_index(&shard, keys::TENANT).expect("drop index");
@@ -1140,12 +1137,45 @@ mod tests {
                     PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword),
                 )
                 .expect("keyword index");
+                create_index(
+                    &shard,
+                    keys::CHUNK,
+                    PayloadFieldSchema::FieldType(PayloadSchemaType::Integer),
+                )
+                .expect("chunk index");
             }
             assert_eq!(tenant_index(&store), Some(PayloadSchemaType::Keyword));
             store.flush().await.expect("clean stop");
         }
+        let indexed = |store: &EdgeStore| {
+            let shard = store.shared.shard.read().expect("lock");
+            let mut fields: Vec<String> = shard
+                .info()
+                .payload_schema
+                .keys()
+                .map(ToString::to_string)
+                .collect();
+            fields.sort();
+            fields
+        };
         let store = EdgeStore::open(dir.path(), "m", VectorSpace::Dense(2)).expect("reopen");
         assert_eq!(tenant_index(&store), Some(PayloadSchemaType::Uuid));
+        let today = [keys::COLLECTION, keys::DOCUMENT, keys::TENANT].map(str::to_owned);
+        assert_eq!(indexed(&store), today);
+        drop(store);
+        // A shard with today's tenant index, and the chunk number's still.
+        {
+            let store = EdgeStore::open(dir.path(), "m", VectorSpace::Dense(2)).expect("reopen");
+            create_index(
+                &store.shared.shard.read().expect("lock"),
+                keys::CHUNK,
+                PayloadFieldSchema::FieldType(PayloadSchemaType::Integer),
+            )
+            .expect("chunk index");
+            store.flush().await.expect("clean stop");
+        }
+        let store = EdgeStore::open(dir.path(), "m", VectorSpace::Dense(2)).expect("reopen");
+        assert_eq!(indexed(&store), today);
         assert_eq!(
             hits(&store, &a).await,
             1,

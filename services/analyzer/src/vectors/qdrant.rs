@@ -156,7 +156,6 @@ impl QdrantStore {
             (keys::TENANT, FieldType::Keyword, true),
             (keys::DOCUMENT, FieldType::Keyword, false),
             (keys::COLLECTION, FieldType::Keyword, false),
-            (keys::CHUNK, FieldType::Integer, false),
         ] {
             let mut request =
                 CreateFieldIndexCollectionBuilder::new(&self.collection, field, kind).wait(true);
