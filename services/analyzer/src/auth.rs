@@ -10,8 +10,11 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -52,9 +55,16 @@ pub enum AuthError {
     /// The key source (JWKS) could not be reached.
     #[error("token keys unavailable: {0}")]
     KeysUnavailable(String),
-    /// The store failed while resolving the tenant.
+    /// The store failed while resolving the tenant (shared by the
+    /// requests that waited for the same read).
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(Arc<StoreError>),
+}
+
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(Arc::new(e))
+    }
 }
 
 /// The claims this service reads and writes.
@@ -338,38 +348,86 @@ impl Authenticator {
 struct TenantCache {
     ttl: Duration,
     entries: Mutex<HashMap<TenantId, (Tenant, Instant)>>,
+    /// The store reads under way, at most one per tenant: the requests
+    /// that find a record missing or stale while it is read wait for that
+    /// read, and share its answer (or its error), instead of each making
+    /// one. Under 1,000 concurrent requests of a few tenants, every expiry
+    /// queued up to 1,000 reads on the pool, and one waited past the
+    /// pool's 5 s (BENCHMARKS.md).
+    reading: Mutex<HashMap<TenantId, Read>>,
 }
+
+/// A store read of one tenant record, awaited by every request that needs
+/// it.
+type Read = Shared<BoxFuture<'static, Result<Option<Tenant>, Arc<StoreError>>>>;
 
 impl TenantCache {
     fn new(ttl: Duration) -> Self {
         Self {
             ttl,
             entries: Mutex::new(HashMap::new()),
+            reading: Mutex::new(HashMap::new()),
         }
     }
 
     async fn resolve(&self, db: &Db, id: &TenantId) -> Result<Tenant, AuthError> {
+        let db = db.clone();
+        self.resolve_with(id, |id| async move { db.tenant(&id).await }.boxed())
+            .await
+    }
+
+    /// [`TenantCache::resolve`] with `load` as the store read.
+    async fn resolve_with(
+        &self,
+        id: &TenantId,
+        load: impl FnOnce(TenantId) -> BoxFuture<'static, Result<Option<Tenant>, StoreError>>,
+    ) -> Result<Tenant, AuthError> {
         if let Ok(entries) = self.entries.lock()
             && let Some((tenant, at)) = entries.get(id)
             && at.elapsed() < self.ttl
         {
             return Ok(tenant.clone());
         }
-        let tenant = db.tenant(id).await?.ok_or(AuthError::UnknownTenant)?;
-        if let Ok(mut entries) = self.entries.lock() {
-            // Bound the map: drop expired entries when it grows.
-            if entries.len() > 10_000 {
-                let ttl = self.ttl;
-                entries.retain(|_, (_, at)| at.elapsed() < ttl);
+        let start = || {
+            load(id.clone())
+                .map(|result| result.map_err(Arc::new))
+                .boxed()
+                .shared()
+        };
+        let read = match self.reading.lock() {
+            Ok(mut reading) => reading.entry(id.clone()).or_insert_with(start).clone(),
+            Err(_) => start(),
+        };
+        let result = read.clone().await;
+        // The first to have the answer ends the read; the next miss reads
+        // again.
+        if let Ok(mut reading) = self.reading.lock()
+            && reading.get(id).is_some_and(|r| r.ptr_eq(&read))
+        {
+            reading.remove(id);
+            if let Ok(Some(tenant)) = &result
+                && let Ok(mut entries) = self.entries.lock()
+            {
+                // Bound the map: drop expired entries when it grows.
+                if entries.len() > 10_000 {
+                    let ttl = self.ttl;
+                    entries.retain(|_, (_, at)| at.elapsed() < ttl);
+                }
+                entries.insert(id.clone(), (tenant.clone(), Instant::now()));
             }
-            entries.insert(id.clone(), (tenant.clone(), Instant::now()));
         }
-        Ok(tenant)
+        result
+            .map_err(AuthError::Store)?
+            .ok_or(AuthError::UnknownTenant)
     }
 
     fn invalidate(&self, id: &TenantId) {
         if let Ok(mut entries) = self.entries.lock() {
             entries.remove(id);
+        }
+        // A read begun before the change may hold the record before it.
+        if let Ok(mut reading) = self.reading.lock() {
+            reading.remove(id);
         }
     }
 }
@@ -755,5 +813,50 @@ mod tests {
         let b = dev_secret(dir.path()).expect("reuse");
         assert_eq!(a.expose_secret(), b.expose_secret());
         assert!(a.expose_secret().len() >= 32);
+    }
+
+    #[tokio::test]
+    async fn requests_that_miss_at_once_share_one_store_read() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let cache = TenantCache::new(Duration::from_secs(60));
+        let id = TenantId::generate();
+        let reads = Arc::new(AtomicUsize::new(0));
+        let load = |fail: bool| {
+            let reads = Arc::clone(&reads);
+            move |id: TenantId| -> BoxFuture<'static, Result<Option<Tenant>, StoreError>> {
+                async move {
+                    reads.fetch_add(1, SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if fail {
+                        return Err(StoreError::Corrupt("the store is down".into()));
+                    }
+                    Ok(Some(Tenant {
+                        id,
+                        name: "Acme".into(),
+                        tier: crate::tenants::Tier::Standard,
+                        status: TenantStatus::Active,
+                        created_at: "2026-12-02T00:00:00Z".into(),
+                    }))
+                }
+                .boxed()
+            }
+        };
+        // The store fails: every waiting request has its error, of one read.
+        let failed =
+            futures::future::join_all((0..100).map(|_| cache.resolve_with(&id, load(true)))).await;
+        assert!(failed.iter().all(|r| matches!(r, Err(AuthError::Store(_)))));
+        assert_eq!(reads.load(SeqCst), 1);
+        // An error is not kept: the next misses read again, once.
+        let resolved =
+            futures::future::join_all((0..100).map(|_| cache.resolve_with(&id, load(false)))).await;
+        assert!(
+            resolved
+                .iter()
+                .all(|r| r.as_ref().is_ok_and(|t| t.id == id))
+        );
+        assert_eq!(reads.load(SeqCst), 2);
+        // Then the record is served from memory until it expires.
+        let again = cache.resolve_with(&id, load(false)).await.expect("cached");
+        assert_eq!((again.id, reads.load(SeqCst)), (id, 2));
     }
 }
