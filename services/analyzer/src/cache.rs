@@ -59,7 +59,8 @@ pub trait Cache: Send + Sync {
     /// The entry stored under the tenant's `key`, if present and fresh.
     async fn get(&self, tenant: &TenantId, key: &str) -> Result<Option<Bytes>, CacheError>;
     /// Store an entry for `ttl`, keeping the tenant's entries within
-    /// `budget` bytes (keys and values): its oldest entries go first, and an
+    /// `budget` bytes (keys and values; in-process, what they cost the
+    /// process, see [`MemoryCache`]): its oldest entries go first, and an
     /// entry larger than the budget is not stored.
     async fn put(
         &self,
@@ -87,6 +88,11 @@ pub fn full_key(tenant: &TenantId, key: &str) -> String {
 // ---- in-process ----------------------------------------------------------
 
 /// The embedded cache: bounded in bytes, entries expire, oldest go first.
+///
+/// The bound, a tenant's budget and `used_bytes` count what an entry costs
+/// the process ([`footprint`]), not only its key and value: a heap profile
+/// of the load harness found the cache at 91 MB under a 64 MiB bound that
+/// counted keys and values alone (BENCHMARKS.md, memory).
 #[derive(Debug)]
 pub struct MemoryCache {
     max_bytes: usize,
@@ -100,14 +106,46 @@ struct MemoryInner {
     // Insertion order, for eviction; may hold keys already replaced or gone.
     order: VecDeque<Arc<str>>,
     bytes: usize,
-    tenants: HashMap<TenantId, TenantShare>,
+    // By tenant id: the tenant of an entry is the start of its key.
+    tenants: HashMap<String, TenantShare>,
 }
 
 #[derive(Debug)]
 struct Entry {
     value: Bytes,
     expires: Instant,
-    tenant: TenantId,
+}
+
+/// What an entry of the in-process cache holds beyond its key's and
+/// value's allocations: its slot in the map (64 bytes, and hashbrown keeps
+/// between 8/7 and 16/7 slots an entry), its place in the two order
+/// queues (which may hold a replaced key until they are compacted, and
+/// grow by doubling), and the header a value gets when it is first shared.
+const ENTRY_OVERHEAD: usize = 256;
+
+/// The size an allocator hands out for `len` bytes: jemalloc's size
+/// classes, like most allocators', are 16 bytes apart up to 64, then four
+/// per doubling (a 2,100-byte result takes 2,560).
+fn allocated(len: usize) -> usize {
+    if len <= 64 {
+        return len.next_multiple_of(16).max(16);
+    }
+    let step = 1usize << (usize::BITS - (len - 1).leading_zeros() - 3);
+    len.next_multiple_of(step)
+}
+
+/// The memory an entry of the in-process cache costs: its key (an
+/// `Arc<str>`, 16 bytes of counts before the text), its value, both as
+/// allocated, and [`ENTRY_OVERHEAD`].
+fn footprint(key: &str, value_len: usize) -> usize {
+    allocated(16 + key.len()) + allocated(value_len) + ENTRY_OVERHEAD
+}
+
+/// The tenant id at the start of a key made by [`full_key`].
+fn tenant_of(key: &str) -> &str {
+    key.strip_prefix('{')
+        .and_then(|rest| rest.split_once('}'))
+        .map_or("", |(tenant, _)| tenant)
 }
 
 /// One tenant's part of the cache, for its budget.
@@ -138,13 +176,14 @@ impl MemoryCache {
 impl MemoryInner {
     fn remove(&mut self, key: &str) {
         if let Some(entry) = self.entries.remove(key) {
-            let size = entry.value.len() + key.len();
+            let size = footprint(key, entry.value.len());
             self.bytes -= size;
-            if let Some(share) = self.tenants.get_mut(&entry.tenant) {
+            let tenant = tenant_of(key);
+            if let Some(share) = self.tenants.get_mut(tenant) {
                 share.bytes -= size;
                 share.entries -= 1;
                 if share.entries == 0 {
-                    self.tenants.remove(&entry.tenant);
+                    self.tenants.remove(tenant);
                 }
             }
         }
@@ -154,7 +193,7 @@ impl MemoryInner {
     /// `budget`.
     fn make_room(&mut self, tenant: &TenantId, size: usize, budget: usize) {
         loop {
-            let Some(share) = self.tenants.get_mut(tenant) else {
+            let Some(share) = self.tenants.get_mut(tenant.as_str()) else {
                 return;
             };
             if share.bytes + size <= budget {
@@ -196,7 +235,7 @@ impl Cache for MemoryCache {
         budget: u64,
     ) -> Result<(), CacheError> {
         let key: Arc<str> = full_key(tenant, key).into();
-        let size = value.len() + key.len();
+        let size = footprint(&key, value.len());
         let budget = usize::try_from(budget).unwrap_or(usize::MAX);
         if size > self.max_bytes || size > budget {
             return Ok(()); // never fits; not an error
@@ -217,7 +256,7 @@ impl Cache for MemoryCache {
         }
         inner.bytes += size;
         inner.order.push_back(Arc::clone(&key));
-        let share = inner.tenants.entry(tenant.clone()).or_default();
+        let share = inner.tenants.entry(tenant.as_str().to_owned()).or_default();
         share.bytes += size;
         share.entries += 1;
         share.order.push_back(Arc::clone(&key));
@@ -227,7 +266,6 @@ impl Cache for MemoryCache {
             Entry {
                 value,
                 expires: Instant::now() + ttl,
-                tenant: tenant.clone(),
             },
         );
         // Keep the order queues from growing without bound through replaced keys.
@@ -240,7 +278,7 @@ impl Cache for MemoryCache {
         if order.len() > 2 * entries.len() + 64 {
             order.retain(|k| entries.contains_key(k));
         }
-        if stale_share && let Some(share) = tenants.get_mut(tenant) {
+        if stale_share && let Some(share) = tenants.get_mut(tenant.as_str()) {
             share.order.retain(|k| entries.contains_key(k));
         }
         Ok(())
@@ -250,7 +288,7 @@ impl Cache for MemoryCache {
         Ok(self
             .lock()?
             .tenants
-            .get(tenant)
+            .get(tenant.as_str())
             .map_or(0, |share| share.bytes as u64))
     }
 
@@ -490,8 +528,8 @@ mod tests {
     #[tokio::test]
     async fn the_memory_cache_stays_within_its_bound_dropping_the_oldest() {
         let tenant = TenantId::generate();
-        let key_len = full_key(&tenant, "k0").len();
-        let cache = MemoryCache::new(3 * (100 + key_len));
+        let entry = footprint(&full_key(&tenant, "k0"), 100);
+        let cache = MemoryCache::new(3 * entry);
         for i in 0..5 {
             cache
                 .put(
@@ -508,7 +546,69 @@ mod tests {
         assert_eq!(cache.get(&tenant, "k1").await.expect("get"), None);
         assert!(cache.get(&tenant, "k4").await.expect("get").is_some());
         let bytes = cache.inner.lock().expect("lock").bytes;
-        assert!(bytes <= 3 * (100 + key_len), "{bytes}");
+        assert!(bytes <= 3 * entry, "{bytes}");
+    }
+
+    #[tokio::test]
+    async fn small_entries_count_what_they_cost_not_only_their_length() {
+        // A million bytes hold about 3,000 one-byte entries, not the 20,000
+        // their keys and values alone would let in.
+        let tenant = TenantId::generate();
+        let cache = MemoryCache::new(1_000_000);
+        for i in 0..20_000 {
+            cache
+                .put(
+                    &tenant,
+                    &format!("k{i}"),
+                    Bytes::from_static(b"v"),
+                    Duration::from_secs(60),
+                    u64::MAX,
+                )
+                .await
+                .expect("put");
+        }
+        let (bytes, entries) = {
+            let inner = cache.inner.lock().expect("lock");
+            (inner.bytes, inner.entries.len())
+        };
+        let per_entry = footprint(&full_key(&tenant, "k19999"), 1);
+        assert!(per_entry > ENTRY_OVERHEAD + 50, "{per_entry}");
+        assert!(bytes <= 1_000_000, "{bytes}");
+        assert!(entries <= 1_000_000 / per_entry + 1, "{entries} entries");
+        assert!(
+            entries >= 1_000_000 / (per_entry + 16) - 1,
+            "{entries} entries"
+        );
+        assert_eq!(cache.used_bytes(&tenant).await.expect("used"), bytes as u64);
+    }
+
+    #[test]
+    fn allocations_are_counted_at_the_allocators_size_classes() {
+        for (len, size) in [
+            (0, 16),
+            (1, 16),
+            (17, 32),
+            (64, 64),
+            (65, 80),
+            (128, 128),
+            (129, 160),
+            (2_100, 2_560),
+            (4_096, 4_096),
+            (4_097, 5_120),
+            (100_000, 114_688),
+        ] {
+            assert_eq!(allocated(len), size, "{len}");
+        }
+    }
+
+    #[test]
+    fn the_tenant_of_a_key_is_its_hash_tag() {
+        let tenant = TenantId::generate();
+        assert_eq!(
+            tenant_of(&full_key(&tenant, "search:x:{y}")),
+            tenant.as_str()
+        );
+        assert_eq!(tenant_of("no tag"), "");
     }
 
     #[tokio::test(start_paused = true)]
@@ -533,7 +633,7 @@ mod tests {
     async fn each_tenant_stays_within_its_budget_dropping_its_oldest() {
         let cache = MemoryCache::new(1 << 20);
         let (a, b) = (TenantId::generate(), TenantId::generate());
-        let entry = 100 + full_key(&a, "k0").len();
+        let entry = footprint(&full_key(&a, "k0"), 100);
         let budget = 3 * entry as u64;
         let value = || Bytes::from(vec![0u8; 100]);
         cache
@@ -574,7 +674,7 @@ mod tests {
             .put(
                 &a,
                 "huge",
-                Bytes::from(vec![0u8; 1000]),
+                Bytes::from(vec![0u8; 4000]),
                 Duration::from_secs(60),
                 budget,
             )
