@@ -117,7 +117,13 @@ impl Application {
         ));
 
         let mut server_stop = stop_rx.clone();
-        let app = router(state.clone());
+        // Each connection gets a clone of the router: as a make-service, a
+        // reference count. `axum::serve` given the router itself rebuilds
+        // the route table for every connection (`Router::with_state`), ~16
+        // KiB held as long as the connection is open: 16 MB at 1,000
+        // connections (BENCHMARKS.md, memory). The routes are `Route`s
+        // already (`router` ends in `with_state`), so requests cost the same.
+        let app = router(state.clone()).into_make_service();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
