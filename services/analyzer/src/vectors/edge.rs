@@ -615,13 +615,23 @@ fn prune_wal(dir: &Path) -> std::io::Result<(usize, u64)> {
 /// the tenant partition. Every search checks it on every point the HNSW
 /// graph visits; as a keyword index that check (string compares) took a
 /// third of an uncached search's time, as a UUID it compares two integers.
+/// On disk, as the others (see [`create_payload_indexes`]).
 fn tenant_index() -> PayloadFieldSchema {
     PayloadFieldSchema::FieldParams(PayloadSchemaParams::Uuid(UuidIndexParams {
         r#type: Default::default(),
         is_tenant: Some(true),
-        on_disk: None,
+        on_disk: Some(true),
         enable_hnsw: None,
     }))
+}
+
+/// Whether an index is kept in its memory-mapped files rather than loaded.
+fn on_disk(info: &qdrant_edge::PayloadIndexInfo) -> bool {
+    match &info.params {
+        Some(PayloadSchemaParams::Keyword(params)) => params.on_disk == Some(true),
+        Some(PayloadSchemaParams::Uuid(params)) => params.on_disk == Some(true),
+        _ => false,
+    }
 }
 
 fn create_index(
@@ -648,16 +658,20 @@ fn delete_index(shard: &EdgeShard, field: &str) -> Result<(), VectorError> {
 }
 
 /// The payload indexes: of what searches (tenant, collection) and deletes
-/// (document) filter on, and nothing else, as each is held in memory for
-/// every point. Only the tenant's builds HNSW links (Qdrant's multitenant
-/// layout, with `m: 0` and `payload_m` in the HNSW config: one graph per
-/// tenant and none across tenants, which no search could use).
+/// (document) filter on, and nothing else. Only the tenant's builds HNSW
+/// links (Qdrant's multitenant layout, with `m: 0` and `payload_m` in the
+/// HNSW config: one graph per tenant and none across tenants, which no
+/// search could use). All three stay in their memory-mapped files, where
+/// the page cache holds what searches read: loaded, an indexed segment's
+/// indexes were maps in memory of every point and every value, 20-25 MB of
+/// the server's heap at 175,000 chunks (BENCHMARKS.md, memory). A segment
+/// still being written keeps its indexes in memory either way.
 fn create_payload_indexes(shard: &EdgeShard) -> Result<(), VectorError> {
     let keyword =
         PayloadFieldSchema::FieldParams(PayloadSchemaParams::Keyword(KeywordIndexParams {
             r#type: Default::default(),
             is_tenant: Some(false),
-            on_disk: None,
+            on_disk: Some(true),
             enable_hnsw: Some(false),
         }));
     create_index(shard, keys::TENANT, tenant_index())?;
@@ -666,27 +680,33 @@ fn create_payload_indexes(shard: &EdgeShard) -> Result<(), VectorError> {
 }
 
 /// Shards written before the tenant index became a UUID index (and the
-/// others stopped building HNSW links) get today's indexes; the payload is
-/// the same, only the indexes are rebuilt. Shards written before the chunk
-/// number's index was dropped (no search or delete filters on it; it held
-/// two in-memory maps of every point) lose it.
+/// others stopped building HNSW links), or before the indexes stayed on
+/// disk, get today's indexes; the payload is the same, only the indexes
+/// are rebuilt. Shards written before the chunk number's index was dropped
+/// (no search or delete filters on it; it held two in-memory maps of every
+/// point) lose it.
 fn upgrade_payload_indexes(shard: &EdgeShard) -> Result<(), VectorError> {
     let schema = shard.info().payload_schema;
+    if schema.contains_key(&path(keys::CHUNK)?) {
+        delete_index(shard, keys::CHUNK)?;
+        tracing::info!(target: "analyzer::vectors", "payload index of the chunk number dropped");
+    }
+    let fields = [keys::TENANT, keys::DOCUMENT, keys::COLLECTION];
     let tenant = schema.get(&path(keys::TENANT)?).map(|info| info.data_type);
-    if tenant == Some(PayloadSchemaType::Uuid) {
-        if schema.contains_key(&path(keys::CHUNK)?) {
-            delete_index(shard, keys::CHUNK)?;
-            tracing::info!(target: "analyzer::vectors", "payload index of the chunk number dropped");
-        }
+    let mut current = tenant == Some(PayloadSchemaType::Uuid);
+    for field in fields {
+        current &= schema.get(&path(field)?).is_some_and(on_disk);
+    }
+    if current {
         return Ok(());
     }
-    for field in [keys::TENANT, keys::DOCUMENT, keys::COLLECTION, keys::CHUNK] {
+    for field in fields {
         if schema.contains_key(&path(field)?) {
             delete_index(shard, field)?;
         }
     }
     create_payload_indexes(shard)?;
-    tracing::info!(target: "analyzer::vectors", "payload indexes rebuilt (tenant id as a UUID index)");
+    tracing::info!(target: "analyzer::vectors", "payload indexes rebuilt (on disk, tenant id as a UUID index)");
     Ok(())
 }
 
@@ -1181,6 +1201,42 @@ mod tests {
             1,
             "each tenant sees its own point only"
         );
+        assert_eq!(hits(&store, &b).await, 1);
+        let on_disk_fields = |store: &EdgeStore| {
+            let shard = store.shared.shard.read().expect("lock");
+            let mut fields: Vec<String> = shard
+                .info()
+                .payload_schema
+                .iter()
+                .filter(|(_, info)| on_disk(info))
+                .map(|(field, _)| field.to_string())
+                .collect();
+            fields.sort();
+            fields
+        };
+        assert_eq!(on_disk_fields(&store), today);
+        // A shard whose indexes were loaded into memory (today's types,
+        // before they stayed on disk) gets them on disk.
+        {
+            let shard = store.shared.shard.read().expect("lock");
+            delete_index(&shard, keys::DOCUMENT).expect("drop index");
+            create_index(
+                &shard,
+                keys::DOCUMENT,
+                PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword),
+            )
+            .expect("in-memory keyword index");
+        }
+        assert_eq!(
+            on_disk_fields(&store),
+            [keys::COLLECTION, keys::TENANT].map(str::to_owned)
+        );
+        store.flush().await.expect("clean stop");
+        drop(store);
+        let store = EdgeStore::open(dir.path(), "m", VectorSpace::Dense(2)).expect("reopen");
+        assert_eq!(indexed(&store), today);
+        assert_eq!(on_disk_fields(&store), today);
+        assert_eq!(hits(&store, &a).await, 1);
         assert_eq!(hits(&store, &b).await, 1);
     }
 
