@@ -73,6 +73,7 @@ struct Row {
     connections: usize,
     outcome: Outcome,
     peak_rss_mib: f64,
+    peak_anon_mib: f64,
     anon_mib: f64,
 }
 
@@ -83,6 +84,28 @@ struct Target {
     _dir: tempfile::TempDir,
     /// Server log lines already looked through for warnings and errors.
     log_seen: std::sync::atomic::AtomicUsize,
+    /// The server's largest heap (RssAnon, kB) since the last reset, kept
+    /// by a thread that reads it every 100 ms: Linux keeps a peak of the
+    /// whole resident set only (VmHWM), mapped files included.
+    peak_anon_kb: Arc<std::sync::atomic::AtomicU64>,
+    /// Stops that thread.
+    sampling: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.sampling
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A `/proc/<pid>/status` field in kB.
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Variables passed through from the harness's environment: they switch
@@ -163,17 +186,52 @@ impl Target {
             .trim_start_matches("http://")
             .parse()
             .context("server address")?;
+        let peak_anon_kb = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        {
+            let (peak, sampling, pid) = (
+                Arc::clone(&peak_anon_kb),
+                Arc::clone(&sampling),
+                server.pid(),
+            );
+            std::thread::Builder::new()
+                .name("heap-sampler".into())
+                .spawn(move || {
+                    use std::sync::atomic::Ordering;
+                    while sampling.load(Ordering::Relaxed) {
+                        if let Some(kb) = status_kb(pid, "RssAnon:") {
+                            peak.fetch_max(kb, Ordering::Relaxed);
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                })?;
+        }
         Ok(Self {
             server,
             addr,
             _dir: dir,
             log_seen: std::sync::atomic::AtomicUsize::new(0),
+            peak_anon_kb,
+            sampling,
         })
     }
 
-    /// Forget the peak resident memory so far (Linux `clear_refs`).
+    /// Forget the peak resident memory so far (Linux `clear_refs`) and
+    /// the peak heap.
     fn reset_peak(&self) {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", self.server.pid()), "5");
+        self.peak_anon_kb
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The largest heap (RssAnon) since the last reset, MiB, as sampled
+    /// every 100 ms.
+    fn peak_anon_mib(&self) -> f64 {
+        let kb = self
+            .peak_anon_kb
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(status_kb(self.server.pid(), "RssAnon:").unwrap_or(0));
+        kb as f64 / 1024.0
     }
 
     /// Peak resident memory since the last reset, MiB: heap and mapped
@@ -188,13 +246,7 @@ impl Target {
     }
 
     fn status_mib(&self, field: &str) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.server.pid()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
+        status_kb(self.server.pid(), field).map_or(f64::NAN, |kb| kb as f64 / 1024.0)
     }
 
     /// Wait until the embedded vector store has flushed and indexed what
@@ -339,6 +391,7 @@ impl Bench {
             name: name.to_owned(),
             connections,
             peak_rss_mib: target.peak_rss_mib(),
+            peak_anon_mib: target.peak_anon_mib(),
             anon_mib: target.anon_mib(),
             outcome,
         };
@@ -573,7 +626,7 @@ fn line(row: &mut Row) -> String {
         format!("{} ({})", o.errors(), by_status.join(", "))
     };
     format!(
-        "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {:.0} |",
+        "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {:.0} |",
         row.name,
         row.connections,
         o.rate(),
@@ -582,6 +635,7 @@ fn line(row: &mut Row) -> String {
         o.quantile_ms(0.99),
         errors,
         row.peak_rss_mib,
+        row.peak_anon_mib,
         row.anon_mib,
     )
 }
@@ -651,9 +705,9 @@ async fn main() -> anyhow::Result<()> {
         window.0.as_secs()
     );
     println!(
-        "| scenario | connections | requests/s | p50 ms | p95 ms | p99 ms | errors | server peak RSS MiB | server heap (RssAnon) at end MiB |"
+        "| scenario | connections | requests/s | p50 ms | p95 ms | p99 ms | errors | server peak RSS MiB | server peak heap (RssAnon) MiB | server heap at end MiB |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for row in &mut bench.rows {
         println!("{}", line(row));
     }
