@@ -1125,6 +1125,35 @@ mod tests {
         assert_eq!(store.point_ids().await.expect("ids").len(), 1);
     }
 
+    /// The shard's indexed payload fields that pass `filter`, sorted.
+    fn indexed_fields(
+        store: &EdgeStore,
+        filter: impl Fn(&qdrant_edge::PayloadIndexInfo) -> bool,
+    ) -> Vec<String> {
+        let shard = store.shared.shard.read().expect("lock");
+        let mut fields: Vec<String> = shard
+            .info()
+            .payload_schema
+            .iter()
+            .filter(|(_, info)| filter(info))
+            .map(|(field, _)| field.to_string())
+            .collect();
+        fields.sort();
+        fields
+    }
+
+    /// Replace `field`'s index with a plain keyword index, loaded into
+    /// memory: the layout of older shards.
+    fn in_memory_keyword_index(shard: &EdgeShard, field: &str) {
+        delete_index(shard, field).expect("drop index");
+        create_index(
+            shard,
+            field,
+            PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword),
+        )
+        .expect("keyword index");
+    }
+
     #[tokio::test]
     async fn the_indexes_of_an_older_shard_are_rebuilt() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1150,13 +1179,7 @@ mod tests {
             // an index of the chunk number.
             {
                 let shard = store.shared.shard.read().expect("lock");
-                delete_index(&shard, keys::TENANT).expect("drop index");
-                create_index(
-                    &shard,
-                    keys::TENANT,
-                    PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword),
-                )
-                .expect("keyword index");
+                in_memory_keyword_index(&shard, keys::TENANT);
                 create_index(
                     &shard,
                     keys::CHUNK,
@@ -1167,17 +1190,7 @@ mod tests {
             assert_eq!(tenant_index(&store), Some(PayloadSchemaType::Keyword));
             store.flush().await.expect("clean stop");
         }
-        let indexed = |store: &EdgeStore| {
-            let shard = store.shared.shard.read().expect("lock");
-            let mut fields: Vec<String> = shard
-                .info()
-                .payload_schema
-                .keys()
-                .map(ToString::to_string)
-                .collect();
-            fields.sort();
-            fields
-        };
+        let indexed = |store: &EdgeStore| indexed_fields(store, |_| true);
         let store = EdgeStore::open(dir.path(), "m", VectorSpace::Dense(2)).expect("reopen");
         assert_eq!(tenant_index(&store), Some(PayloadSchemaType::Uuid));
         let today = [keys::COLLECTION, keys::DOCUMENT, keys::TENANT].map(str::to_owned);
@@ -1202,31 +1215,11 @@ mod tests {
             "each tenant sees its own point only"
         );
         assert_eq!(hits(&store, &b).await, 1);
-        let on_disk_fields = |store: &EdgeStore| {
-            let shard = store.shared.shard.read().expect("lock");
-            let mut fields: Vec<String> = shard
-                .info()
-                .payload_schema
-                .iter()
-                .filter(|(_, info)| on_disk(info))
-                .map(|(field, _)| field.to_string())
-                .collect();
-            fields.sort();
-            fields
-        };
+        let on_disk_fields = |store: &EdgeStore| indexed_fields(store, on_disk);
         assert_eq!(on_disk_fields(&store), today);
         // A shard whose indexes were loaded into memory (today's types,
         // before they stayed on disk) gets them on disk.
-        {
-            let shard = store.shared.shard.read().expect("lock");
-            delete_index(&shard, keys::DOCUMENT).expect("drop index");
-            create_index(
-                &shard,
-                keys::DOCUMENT,
-                PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword),
-            )
-            .expect("in-memory keyword index");
-        }
+        in_memory_keyword_index(&store.shared.shard.read().expect("lock"), keys::DOCUMENT);
         assert_eq!(
             on_disk_fields(&store),
             [keys::COLLECTION, keys::TENANT].map(str::to_owned)
