@@ -238,13 +238,12 @@ async fn nothing_is_exported_without_otel_variables_but_logs_still_carry_trace_i
     assert!(otlp.spans().is_empty() && otlp.metric_names().is_empty());
     // The caller's trace id is still the request's, in the logs, and its
     // context goes on to the provider unchanged (this hop records nothing).
-    let output = s.output();
     assert!(
-        output
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .any(|l| l["trace_id"] == TRACE && l["route"] == "/v1/search"),
-        "{output}"
+        s.log_line(|l| l["trace_id"] == TRACE && l["route"] == "/v1/search")
+            .await
+            .is_some(),
+        "{}",
+        s.output()
     );
     let calls = fake.state.requests();
     let passed_on = format!("00-{TRACE}-{CALLER_SPAN}-01");
@@ -264,11 +263,9 @@ async fn nothing_is_exported_without_otel_variables_but_logs_still_carry_trace_i
         .await
         .expect("search");
     assert_eq!(r.status(), 200);
-    let output = s.output();
-    let line = output
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|l| l["request_id"] == "untraced-1")
+    let line = s
+        .log_line(|l| l["request_id"] == "untraced-1")
+        .await
         .expect("a log line of the request");
     let trace_id = line["trace_id"].as_str().expect("a trace id");
     assert!(trace_id.len() == 32 && trace_id != TRACE && trace_id != "0".repeat(32));

@@ -425,6 +425,24 @@ impl TestServer {
         self.stdout.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
 
+    /// The first JSON log line that `matches`, waiting up to 5 s for it:
+    /// a request's log lines can reach the reader of the server's stdout
+    /// after its response has reached the test.
+    pub async fn log_line(&self, matches: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let found = self
+                .output()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|l| matches(l));
+            if found.is_some() || Instant::now() > deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The value of one sample in `GET /metrics`, named with its labels
     /// exactly as exposed (`name{label="value"}`); None when absent.
     pub async fn metric(&self, sample: &str) -> Option<f64> {
