@@ -59,17 +59,18 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 const INDEXING_THRESHOLD_KB: usize = 2_000;
 
 /// A segment of sparse vectors stops growing at this many KiB of them
-/// (Qdrant counts 12 bytes per non-zero: about 31,000 chunks of the
+/// (Qdrant counts 12 bytes per non-zero: about 11,000 chunks of the
 /// built-in embedder's). Every merge into a segment rebuilds its whole
-/// inverted index in memory and rewrites its vectors and payload, so
-/// under ingest the engine's default (256 MB per indexing thread: two
-/// segments for 100,000 chunks) merged new chunks into a 50,000-chunk
-/// segment over and over: peak RSS 1.2 GiB in the ingest scenario and
-/// 1.5 GiB in the mix, against 0.9 and 0.8 bounded here, and uncached
-/// search was faster with the three segments than with two
-/// (BENCHMARKS.md). Dense vectors keep the default: an HNSW graph gains
-/// from large segments.
-const SPARSE_MAX_SEGMENT_KB: usize = 32_000;
+/// inverted index in memory (posting lists grown by doubling, then copied)
+/// and rewrites its vectors and payload, so a merge's transient heap grows
+/// with this bound. Under the load harness's ingest scenario (BENCHMARKS.md,
+/// 2026-12-02): the engine's default (256 MB per indexing thread) peaked at
+/// 1.2 GiB RSS; 32 MB at 270 MiB of heap, 16 MB at 201, 12 MB at 175-176,
+/// 8 MB at 169-178, with uncached search and analysis as fast within the
+/// run-to-run spread (exact either way: every segment's lists are read).
+/// Dense vectors keep the default: an HNSW graph gains from large
+/// segments.
+const SPARSE_MAX_SEGMENT_KB: usize = 12_000;
 
 /// The file a clean stop leaves in the shard's directory.
 const CLEAN_STOP: &str = "clean-stop";
