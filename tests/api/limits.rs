@@ -322,6 +322,51 @@ async fn over_the_concurrency_cap_a_request_is_refused_at_once() {
     }
 }
 
+/// Through Redis, a tenant's clients that each send the next request as
+/// soon as they have an answer never pass the cap together, so none is
+/// refused: the slot is back in Redis before the answer goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_at_the_cap_sending_back_to_back_are_never_refused_through_redis() {
+    let Some(redis) = OwnRedis::start(None).await else {
+        return;
+    };
+    let env = analyzer_tests::start_with(vec![
+        ("REDIS_URL".into(), redis.url()),
+        (
+            "ANALYZER_TIER_STANDARD_CONCURRENT_REQUESTS".into(),
+            "4".into(),
+        ),
+        (
+            "ANALYZER_TIER_STANDARD_REQUESTS_PER_MINUTE".into(),
+            "100000".into(),
+        ),
+    ])
+    .await;
+    let s = &env.server;
+    let (_, token) = s.tenant("AtTheCap", "standard").await;
+    let clients = (0..4).map(|_| async {
+        let mut refused = Vec::new();
+        for _ in 0..150 {
+            let a = get_usage(s, &token).await;
+            if a.status != 200 {
+                refused.push((a.status, a.body));
+            }
+        }
+        refused
+    });
+    let refused: Vec<_> = futures::future::join_all(clients)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "{} of 600 refused: {:?}",
+        refused.len(),
+        refused.first()
+    );
+}
+
 fn doc(id: &str, words: usize) -> Value {
     let text: Vec<String> = (0..words).map(|i| format!("word{i}")).collect();
     serde_json::json!({"id": id, "text": text.join(" ")})

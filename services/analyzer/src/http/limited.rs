@@ -1,7 +1,7 @@
 //! Enforcing the tenant's request limits around a request: a 429 problem
 //! naming the limit when over it, the `RateLimit-*` headers on every
-//! answer, and the in-flight slot held until the response body is done
-//! (a streamed analysis counts for as long as it streams).
+//! answer, and the in-flight slot held until the answer is complete (a
+//! streamed analysis counts for as long as it streams).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -65,6 +65,14 @@ pub(super) async fn enforce(
             };
             let (mut parts, body) = response.into_parts();
             rate_headers(&mut parts.headers, &rate);
+            // A whole answer (every JSON one) frees its slot before it goes
+            // out; a stream holds it until its last event.
+            let permit = if http_body::Body::size_hint(&body).exact().is_some() {
+                permit.release().await;
+                None
+            } else {
+                Some(permit)
+            };
             Response::from_parts(
                 parts,
                 Body::new(Held {
@@ -107,11 +115,11 @@ fn refused(tier: Tier, refusal: &Refusal) -> Response {
     response
 }
 
-/// A response body that holds the request's in-flight slot, and its
-/// compute meter, until it is finished or dropped.
+/// A response body that holds the request's compute meter, and a
+/// streamed answer's in-flight slot, until it is finished or dropped.
 struct Held {
     inner: Body,
-    _permit: Permit,
+    _permit: Option<Permit>,
     _meter: ComputeMeter,
 }
 
