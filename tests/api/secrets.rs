@@ -52,6 +52,7 @@ async fn parameters_load_at_start_and_a_rotated_secret_is_taken_without_restart(
         Options {
             env,
             no_secret: true,
+            ..Options::default()
         },
     )
     .await
@@ -195,6 +196,7 @@ async fn a_missing_path_denied_access_a_bad_name_or_a_malformed_value_stop_the_s
         Options {
             env,
             no_secret: true,
+            ..Options::default()
         },
     )
     .await;

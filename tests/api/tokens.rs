@@ -71,6 +71,7 @@ async fn an_rs256_pem_key_verifies_tokens_and_refuses_hs256() {
                 ("JWT_ISSUER".into(), "https://issuer.test".into()),
                 ("JWT_AUDIENCE".into(), "analyzer".into()),
             ],
+            ..Options::default()
         },
     )
     .await
@@ -133,6 +134,7 @@ async fn jwks_keys_are_found_by_kid_and_unknown_kids_refetch_at_most_once_a_minu
         Options {
             no_secret: true,
             env: vec![("JWT_JWKS_URL".into(), url)],
+            ..Options::default()
         },
     )
     .await

@@ -5,6 +5,7 @@
 //! corpus through the public API, runs the scenarios and prints one
 //! Markdown table for BENCHMARKS.md. `-- --help` lists the options.
 
+mod cgroup;
 mod corpus;
 mod drive;
 
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use serde_json::json;
 
+use cgroup::MemoryCgroup;
 use corpus::Rng;
 use drive::{Call, Outcome, Pace, Plan};
 
@@ -55,6 +57,12 @@ struct Args {
     /// cap by default, so it floods at the cap; more adds 429s.
     #[arg(long, default_value_t = 20)]
     flood_connections: usize,
+    /// Run the server in a memory cgroup of its own with this limit, in MB
+    /// (10^6 bytes), as a container's memory limit would hold it: heap and
+    /// page cache together, reclaimed before anything is killed. Needs
+    /// root and cgroup v1 or v2 with the memory controller.
+    #[arg(long, value_name = "MB")]
+    memory_limit: Option<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
@@ -75,6 +83,8 @@ struct Row {
     peak_rss_mib: f64,
     peak_anon_mib: f64,
     anon_mib: f64,
+    /// The server's cgroup's peak usage, MiB, under `--memory-limit`.
+    cgroup_peak_mib: Option<f64>,
 }
 
 /// The analyzer under load and what the harness knows of it.
@@ -90,6 +100,9 @@ struct Target {
     peak_anon_kb: Arc<std::sync::atomic::AtomicU64>,
     /// Stops that thread.
     sampling: Arc<std::sync::atomic::AtomicBool>,
+    /// The memory cgroup the server runs in (`--memory-limit`); after
+    /// `server`, so the server is gone before the group is removed.
+    cgroup: Option<Arc<MemoryCgroup>>,
 }
 
 impl Drop for Target {
@@ -156,7 +169,10 @@ impl Target {
     /// Start the analyzer with `limits` (tier variables) on top of the
     /// backends from the environment. Access logs are off: at thousands of
     /// requests a second they would measure the harness's log reader.
-    async fn start(limits: &[(&str, &str)]) -> anyhow::Result<Self> {
+    async fn start(
+        limits: &[(&str, &str)],
+        cgroup: Option<Arc<MemoryCgroup>>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let database_url = std::env::var("DATABASE_URL").ok();
         let mut env: Vec<(String, String)> = BACKENDS
@@ -178,6 +194,7 @@ impl Target {
             Options {
                 env,
                 no_secret: false,
+                cgroup: cgroup.as_ref().map(|g| g.dir().to_owned()),
             },
         )
         .await?;
@@ -213,6 +230,7 @@ impl Target {
             log_seen: std::sync::atomic::AtomicUsize::new(0),
             peak_anon_kb,
             sampling,
+            cgroup,
         })
     }
 
@@ -220,6 +238,9 @@ impl Target {
     /// the peak heap.
     fn reset_peak(&self) {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", self.server.pid()), "5");
+        if let Some(group) = &self.cgroup {
+            group.reset_peak();
+        }
         self.peak_anon_kb
             .store(0, std::sync::atomic::Ordering::Relaxed);
     }
@@ -366,6 +387,8 @@ const OPEN_LIMITS: [(&str, &str); 8] = [
 
 struct Bench {
     args: Args,
+    /// The server's memory cgroup (`--memory-limit`).
+    cgroup: Option<Arc<MemoryCgroup>>,
     window: (Duration, Duration),
     rows: Vec<Row>,
 }
@@ -393,6 +416,7 @@ impl Bench {
             peak_rss_mib: target.peak_rss_mib(),
             peak_anon_mib: target.peak_anon_mib(),
             anon_mib: target.anon_mib(),
+            cgroup_peak_mib: target.cgroup.as_ref().map(|g| g.peak_mib()),
             outcome,
         };
         eprintln!("{}", line(&mut row));
@@ -537,10 +561,13 @@ impl Bench {
     async fn noisy_neighbour(&mut self) -> anyhow::Result<()> {
         // Only the concurrency caps bind: the flood is not cut short by
         // the standard tier's requests per minute.
-        let target = Target::start(&[
-            ("ANALYZER_TIER_PREMIUM_REQUESTS_PER_MINUTE", "100000000"),
-            ("ANALYZER_TIER_STANDARD_REQUESTS_PER_MINUTE", "100000000"),
-        ])
+        let target = Target::start(
+            &[
+                ("ANALYZER_TIER_PREMIUM_REQUESTS_PER_MINUTE", "100000000"),
+                ("ANALYZER_TIER_STANDARD_REQUESTS_PER_MINUTE", "100000000"),
+            ],
+            self.cgroup.clone(),
+        )
         .await?;
         let quiet = target.tenant("quiet", "premium").await;
         let noisy = target.tenant("noisy", "standard").await;
@@ -625,8 +652,12 @@ fn line(row: &mut Row) -> String {
             .collect();
         format!("{} ({})", o.errors(), by_status.join(", "))
     };
+    let cgroup = row
+        .cgroup_peak_mib
+        .map(|mib| format!(" {mib:.0} |"))
+        .unwrap_or_default();
     format!(
-        "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {:.0} |",
+        "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {:.0} | {:.0} |{cgroup}",
         row.name,
         row.connections,
         o.rate(),
@@ -675,14 +706,20 @@ async fn main() -> anyhow::Result<()> {
         Duration::from_secs(args.warmup_seconds),
         Duration::from_secs(args.seconds),
     );
+    let cgroup = args
+        .memory_limit
+        .map(|mb| MemoryCgroup::create(mb.saturating_mul(1_000_000)))
+        .transpose()?
+        .map(Arc::new);
     let mut bench = Bench {
         args,
+        cgroup,
         window,
         rows: Vec::new(),
     };
     let throughput = scenarios.iter().any(|s| *s != Scenario::NoisyNeighbour);
     if throughput {
-        let target = Target::start(&OPEN_LIMITS).await?;
+        let target = Target::start(&OPEN_LIMITS, bench.cgroup.clone()).await?;
         for scenario in &scenarios {
             match scenario {
                 Scenario::CachedSearch => bench.cached_search(&target).await?,
@@ -704,10 +741,21 @@ async fn main() -> anyhow::Result<()> {
         window.1.as_secs(),
         window.0.as_secs()
     );
+    let (cgroup_head, cgroup_rule) = match &bench.cgroup {
+        Some(group) => {
+            let (hits, kills) = group.pressure();
+            println!(
+                "memory limit: {}; reached {hits} times, {kills} processes killed for memory\n",
+                group.describe()
+            );
+            (" cgroup peak (heap + page cache) MiB |", " --- |")
+        }
+        None => ("", ""),
+    };
     println!(
-        "| scenario | connections | requests/s | p50 ms | p95 ms | p99 ms | errors | server peak RSS MiB | server peak heap (RssAnon) MiB | server heap at end MiB |"
+        "| scenario | connections | requests/s | p50 ms | p95 ms | p99 ms | errors | server peak RSS MiB | server peak heap (RssAnon) MiB | server heap at end MiB |{cgroup_head}"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |{cgroup_rule}");
     for row in &mut bench.rows {
         println!("{}", line(row));
     }

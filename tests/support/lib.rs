@@ -224,6 +224,11 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Do not set `JWT_SECRET` (dev mode, or other key config in `env`).
     pub no_secret: bool,
+    /// Start the server inside this cgroup (its directory in cgroupfs):
+    /// it joins the group before the binary runs, so everything it ever
+    /// allocates or reads is charged there (the load harness's
+    /// `--memory-limit`).
+    pub cgroup: Option<PathBuf>,
 }
 
 /// A running `analyzer serve`.
@@ -262,7 +267,11 @@ pub fn binary() -> PathBuf {
 /// The environment every server and CLI call gets: nothing inherited that
 /// could switch a backend, plus the data dir and database.
 pub fn base_command(data_dir: &Path, database_url: Option<&str>) -> Command {
-    let mut cmd = Command::new(binary());
+    command(Command::new(binary()), data_dir, database_url)
+}
+
+/// `cmd` with the environment of [`base_command`].
+fn command(mut cmd: Command, data_dir: &Path, database_url: Option<&str>) -> Command {
     cmd.env_clear();
     for keep in ["PATH", "HOME", "TMPDIR", "LANG"] {
         if let Ok(v) = std::env::var(keep) {
@@ -285,7 +294,18 @@ impl TestServer {
         database_url: Option<&str>,
         options: Options,
     ) -> anyhow::Result<Self> {
-        let mut cmd = base_command(data_dir, database_url);
+        let mut cmd = match &options.cgroup {
+            // The shell joins the group, then becomes the server (same PID).
+            Some(group) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(r#"echo $$ > "$0/cgroup.procs" && exec "$@""#)
+                    .arg(group)
+                    .arg(binary());
+                command(sh, data_dir, database_url)
+            }
+            None => base_command(data_dir, database_url),
+        };
         cmd.arg("serve").env("ANALYZER_BIND", "127.0.0.1:0");
         if !options.no_secret {
             cmd.env("JWT_SECRET", SECRET);
