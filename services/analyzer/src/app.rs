@@ -254,7 +254,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             (Arc::clone(&redis) as Arc<dyn Cache>, Some(redis))
         }
         None => (
-            Arc::new(MemoryCache::new(config.cache.memory_max_bytes)),
+            Arc::new(MemoryCache::new(crate::cache::in_process_bound(
+                config.cache.memory_max_bytes,
+            ))),
             None,
         ),
     };

@@ -476,9 +476,139 @@ impl Cache for RedisCache {
     }
 }
 
+/// The in-process cache's bound when `ANALYZER_CACHE_MAX_BYTES` is unset.
+const DEFAULT_BOUND: usize = 32 * 1024 * 1024;
+
+/// The in-process cache's bound: `explicit` (`ANALYZER_CACHE_MAX_BYTES`)
+/// when set, else a sixteenth of the memory limit of the process's cgroup
+/// (a container's limit), at most 32 MiB and at least 1 MiB. The cache
+/// fills to its bound in seconds under new queries, and it shares the
+/// limit with everything else: at 200 MB a 32 MiB cache left the heap under
+/// ingest within a few MB of the limit and the server was killed for memory
+/// (BENCHMARKS.md). From 512 MB up the bound is the full 32 MiB.
+pub fn in_process_bound(explicit: Option<usize>) -> usize {
+    let limit = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|own| cgroup_memory_limit(&own, |p| std::fs::read_to_string(p).ok()));
+    let bound = bound_for(explicit, limit);
+    tracing::info!(
+        bytes = bound,
+        memory_limit = limit,
+        source = if explicit.is_some() {
+            "ANALYZER_CACHE_MAX_BYTES"
+        } else if limit.is_some() {
+            "memory limit"
+        } else {
+            "default"
+        },
+        "in-process query cache bound"
+    );
+    bound
+}
+
+/// See [`in_process_bound`].
+fn bound_for(explicit: Option<usize>, memory_limit: Option<u64>) -> usize {
+    explicit.unwrap_or_else(|| match memory_limit {
+        Some(limit) => usize::try_from(limit / 16)
+            .unwrap_or(usize::MAX)
+            .clamp(1024 * 1024, DEFAULT_BOUND),
+        None => DEFAULT_BOUND,
+    })
+}
+
+/// The memory limit of the cgroup named in `own` (the text of
+/// `/proc/self/cgroup`), read through `read`: cgroup v2's `memory.max`, or
+/// v1's `memory.limit_in_bytes`. `None` when there is none (`max`, or v1's
+/// "unlimited", a number near 2^63) or it cannot be read.
+fn cgroup_memory_limit(own: &str, read: impl Fn(&str) -> Option<String>) -> Option<u64> {
+    let (file, v2) = own.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (id, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let path = path.trim_end_matches('/');
+        if controllers.split(',').any(|c| c == "memory") {
+            Some((
+                format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"),
+                false,
+            ))
+        } else if id == "0" && controllers.is_empty() {
+            Some((format!("/sys/fs/cgroup{path}/memory.max"), true))
+        } else {
+            None
+        }
+    })?;
+    let text = read(&file)?;
+    let text = text.trim();
+    if v2 && text == "max" {
+        return None;
+    }
+    text.parse::<u64>().ok().filter(|&limit| limit < 1 << 62)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MIB: usize = 1024 * 1024;
+
+    #[test]
+    fn the_bound_follows_the_memory_limit_unless_set() {
+        assert_eq!(bound_for(Some(5), Some(200_000_000)), 5);
+        assert_eq!(bound_for(None, None), 32 * MIB);
+        assert_eq!(bound_for(None, Some(200_000_000)), 12_500_000);
+        assert_eq!(bound_for(None, Some(1024 * 1024 * 1024)), 32 * MIB);
+        assert_eq!(bound_for(None, Some(8 * MIB as u64)), MIB);
+    }
+
+    #[test]
+    fn the_limit_is_read_from_the_process_own_cgroup() {
+        let files = |wanted: &'static str, content: &'static str| {
+            move |path: &str| (path == wanted).then(|| content.to_owned())
+        };
+        // cgroup v2, in a container (its own namespace: "/") and nested.
+        assert_eq!(
+            cgroup_memory_limit("0::/\n", files("/sys/fs/cgroup/memory.max", "209715200\n")),
+            Some(209_715_200)
+        );
+        assert_eq!(
+            cgroup_memory_limit(
+                "0::/system.slice/analyzer.service\n",
+                files(
+                    "/sys/fs/cgroup/system.slice/analyzer.service/memory.max",
+                    "536870912\n"
+                )
+            ),
+            Some(536_870_912)
+        );
+        assert_eq!(
+            cgroup_memory_limit("0::/\n", files("/sys/fs/cgroup/memory.max", "max\n")),
+            None
+        );
+        // cgroup v1: the memory controller's line, among others.
+        let v1 = "12:pids:/\n9:memory:/analyzer-load-7\n1:name=systemd:/\n";
+        assert_eq!(
+            cgroup_memory_limit(
+                v1,
+                files(
+                    "/sys/fs/cgroup/memory/analyzer-load-7/memory.limit_in_bytes",
+                    "199999488\n"
+                )
+            ),
+            Some(199_999_488)
+        );
+        // v1's "no limit", and a file that cannot be read.
+        assert_eq!(
+            cgroup_memory_limit(
+                "9:memory:/\n",
+                files(
+                    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                    "9223372036854771712\n"
+                )
+            ),
+            None
+        );
+        assert_eq!(cgroup_memory_limit("9:memory:/\n", |_| None), None);
+        assert_eq!(cgroup_memory_limit("", |_| Some("1".into())), None);
+    }
 
     #[tokio::test]
     async fn entries_are_per_tenant() {

@@ -178,8 +178,9 @@ pub struct CacheConfig {
     pub redis_url: Option<SecretString>,
     /// How long a cached search result lives.
     pub ttl: Duration,
-    /// Bound of the in-process cache, in bytes.
-    pub memory_max_bytes: usize,
+    /// Bound of the in-process cache, in bytes; `None`: from the memory
+    /// the process is given (`cache::in_process_bound`).
+    pub memory_max_bytes: Option<usize>,
     /// Connect and command timeout for Redis.
     pub redis_timeout: Duration,
 }
@@ -455,9 +456,10 @@ impl Config {
         let cache = CacheConfig {
             redis_url: redis_url.map(SecretString::from),
             ttl: Duration::from_secs(parse_or(env, "ANALYZER_CACHE_TTL_SECONDS", 300u64)?),
-            // A fifth of the 200 MB the server is meant to run in
-            // (BENCHMARKS.md); with Redis the cache is not in the process.
-            memory_max_bytes: parse_or(env, "ANALYZER_CACHE_MAX_BYTES", 32 * 1024 * 1024)?,
+            // Unset: a share of the process's memory limit, at most 32 MiB
+            // (`cache::in_process_bound`); with Redis the cache is not in
+            // the process.
+            memory_max_bytes: parse_opt(env, "ANALYZER_CACHE_MAX_BYTES")?,
             redis_timeout: Duration::from_millis(parse_or(
                 env,
                 "ANALYZER_REDIS_TIMEOUT_MS",
