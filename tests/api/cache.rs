@@ -329,3 +329,54 @@ async fn the_redis_cache_keeps_each_tenant_within_its_budget() {
     }
     scenario_cache_budget(Some(redis_url())).await;
 }
+
+/// The in-process cache's bound: set, it is used and holds nothing larger
+/// than itself; unset, it comes from the process's memory limit (between
+/// 1 MiB and 32 MiB) or is 32 MiB, and the start says which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_process_cache_bound_is_the_setting_or_follows_the_memory_limit() {
+    async fn bound(server: &analyzer_tests::TestServer) -> Option<serde_json::Value> {
+        let line = server
+            .log_line(|l| l["fields"]["message"] == "in-process query cache bound")
+            .await?;
+        Some(line["fields"].clone())
+    }
+
+    let env =
+        analyzer_tests::start_with(vec![("ANALYZER_CACHE_MAX_BYTES".into(), "100".into())]).await;
+    let s = &env.server;
+    let fields = bound(s).await.expect("the start logs the cache bound");
+    assert_eq!(fields["bytes"], 100, "{fields}");
+    assert_eq!(fields["source"], "ANALYZER_CACHE_MAX_BYTES", "{fields}");
+    let (_, token) = s.tenant("Tiny cache", "premium").await;
+    let (status, _) = s
+        .post(
+            "/v1/documents",
+            &token,
+            &json!({"documents": [{"id": "d", "text": "Tidal power stations turn the sea's rise and fall into electricity, around the clock and on a timetable."}]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let query = json!({"query": "tidal power electricity", "top_k": 5});
+    let (_, first) = s.post("/v1/search", &token, &query).await;
+    assert_eq!(first["hits"].as_array().map(Vec::len), Some(1), "{first}");
+    let (_, again) = s.post("/v1/search", &token, &query).await;
+    assert_eq!(
+        again["cached"], false,
+        "an entry over the bound is not kept: {again}"
+    );
+
+    let env = analyzer_tests::start_with(Vec::new()).await;
+    let fields = bound(&env.server)
+        .await
+        .expect("the start logs the cache bound");
+    let bytes = fields["bytes"].as_u64().expect("bytes");
+    match fields["source"].as_str() {
+        Some("default") => assert_eq!(bytes, 32 << 20, "{fields}"),
+        Some("memory limit") => {
+            let limit = fields["memory_limit"].as_u64().expect("memory_limit");
+            assert_eq!(bytes, (limit / 16).clamp(1 << 20, 32 << 20), "{fields}");
+        }
+        other => panic!("unexpected source {other:?}: {fields}"),
+    }
+}
