@@ -71,7 +71,7 @@ impl MemoryCgroup {
         &self.dir
     }
 
-    /// "200 MB (cgroup v1)".
+    /// "200 MB, 191 MiB (cgroup v1, /sys/fs/cgroup/memory/analyzer-load-…)".
     pub fn describe(&self) -> String {
         let version = match self.version {
             Version::V1 => "v1",

@@ -521,27 +521,24 @@ fn bound_for(explicit: Option<usize>, memory_limit: Option<u64>) -> usize {
 /// v1's `memory.limit_in_bytes`. `None` when there is none (`max`, or v1's
 /// "unlimited", a number near 2^63) or it cannot be read.
 fn cgroup_memory_limit(own: &str, read: impl Fn(&str) -> Option<String>) -> Option<u64> {
-    let (file, v2) = own.lines().find_map(|line| {
+    let file = own.lines().find_map(|line| {
         let mut parts = line.splitn(3, ':');
         let (id, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
         let path = path.trim_end_matches('/');
         if controllers.split(',').any(|c| c == "memory") {
-            Some((
-                format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"),
-                false,
-            ))
+            Some(format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"))
         } else if id == "0" && controllers.is_empty() {
-            Some((format!("/sys/fs/cgroup{path}/memory.max"), true))
+            Some(format!("/sys/fs/cgroup{path}/memory.max"))
         } else {
             None
         }
     })?;
-    let text = read(&file)?;
-    let text = text.trim();
-    if v2 && text == "max" {
-        return None;
-    }
-    text.parse::<u64>().ok().filter(|&limit| limit < 1 << 62)
+    // v2's "max" is no number; v1's "unlimited" is one near 2^63.
+    read(&file)?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|&limit| limit < 1 << 62)
 }
 
 #[cfg(test)]
