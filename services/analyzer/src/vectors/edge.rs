@@ -125,6 +125,9 @@ struct Shared {
     writers: tokio::sync::Semaphore,
     state: Mutex<State>,
     wake: Condvar,
+    /// The shard's directory as the kernel names it (absolute, links
+    /// resolved), to find its inverted indexes' mappings.
+    dir: PathBuf,
 }
 
 #[derive(Debug, Default)]
@@ -259,7 +262,10 @@ impl EdgeStore {
                 ..State::default()
             }),
             wake: Condvar::new(),
+            dir: std::fs::canonicalize(&path)
+                .map_err(|e| VectorError::Internal(format!("resolve {}: {e}", path.display())))?,
         });
+        shared.advise_random_reads();
         let maintenance = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
@@ -468,6 +474,25 @@ impl Shared {
         Ok(())
     }
 
+    /// Have the kernel read the segments' inverted indexes without
+    /// read-ahead (see [`super::readahead`]): after opening the shard and
+    /// after each optimization, which maps the indexes it builds. A failure
+    /// costs only speed, so it is logged, not returned.
+    fn advise_random_reads(&self) {
+        match super::readahead::advise_random_reads(&self.dir) {
+            Ok(mappings) => tracing::debug!(
+                target: "analyzer::vectors",
+                mappings,
+                "inverted indexes advised for random reads"
+            ),
+            Err(e) => tracing::warn!(
+                target: "analyzer::vectors",
+                error = %e,
+                "could not advise the inverted indexes for random reads"
+            ),
+        }
+    }
+
     /// Run the optimizers on a thread of the lowest priority (and the
     /// index builders it starts, which inherit it): index builds take only
     /// CPU that requests leave. At normal priority a merge rebuilding a
@@ -519,6 +544,7 @@ fn maintain(shared: &Shared) {
             let began = std::time::Instant::now();
             match shared.optimize() {
                 Ok(true) => {
+                    shared.advise_random_reads();
                     let info = shared.shard.read().map(|shard| shard.info()).ok();
                     tracing::info!(
                         target: "analyzer::vectors",
@@ -1420,6 +1446,86 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The `VmFlags` of every mapping of a segment's inverted index under
+    /// `dir`, from `/proc/self/smaps`.
+    #[cfg(target_os = "linux")]
+    fn inverted_index_flags(dir: &Path) -> Vec<String> {
+        let dir = std::fs::canonicalize(dir).expect("canonical dir");
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+        let mut ours = false;
+        let mut flags = Vec::new();
+        for line in smaps.lines() {
+            if let Some(rest) = line.strip_prefix("VmFlags:") {
+                if ours {
+                    flags.push(rest.trim().to_owned());
+                }
+                continue;
+            }
+            // A mapping's first line: "start-end perms offset dev inode path".
+            let fields: Vec<&str> = line.splitn(6, ' ').collect();
+            if fields.len() == 6 && fields[0].contains('-') && !fields[0].ends_with(':') {
+                let path = Path::new(fields[5].trim_start());
+                ours = path.starts_with(&dir)
+                    && path.file_name()
+                        == Some(std::ffi::OsStr::new(
+                            crate::vectors::readahead::INVERTED_INDEX_FILE,
+                        ));
+            }
+        }
+        flags
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn inverted_indexes_are_read_without_read_ahead() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = TenantId::generate();
+        let embedder = HashEmbedder;
+        let random_reads = |flags: &[String]| {
+            !flags.is_empty()
+                && flags
+                    .iter()
+                    .all(|f| f.split_whitespace().any(|flag| flag == "rr"))
+        };
+        {
+            let store = EdgeStore::open_with(
+                dir.path(),
+                HashEmbedder::MODEL,
+                VectorSpace::Sparse,
+                Tuning {
+                    indexing_threshold_kb: Some(1),
+                    ..Tuning::default()
+                },
+            )
+            .expect("open");
+            for batch in 0..3u64 {
+                let points = (batch * 500..(batch + 1) * 500)
+                    .map(|i| {
+                        let text = words(i, 12);
+                        let vector = embedder.embed_one(&text);
+                        sparse_point(&format!("d{i}"), &text, vector, json!({}))
+                    })
+                    .collect();
+                store.upsert(&t, points).await.expect("upsert");
+            }
+            settle(&store).await;
+            // The indexes the optimizers built and mapped.
+            let flags = inverted_index_flags(dir.path());
+            assert!(random_reads(&flags), "after optimizing: {flags:?}");
+            store.flush().await.expect("clean stop");
+        }
+        // And those a reopened shard maps as it loads its segments.
+        let store =
+            EdgeStore::open(dir.path(), HashEmbedder::MODEL, VectorSpace::Sparse).expect("reopen");
+        let flags = inverted_index_flags(dir.path());
+        assert!(random_reads(&flags), "after reopening: {flags:?}");
+        let hits = store
+            .search(&t, sparse_query(embedder.embed_one(&words(7, 12)), vec![]))
+            .await
+            .expect("search");
+        assert_eq!(hits[0].document_id, "d7");
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ pub mod breaker;
 pub mod edge;
 pub mod metered;
 pub mod qdrant;
+pub mod readahead;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
