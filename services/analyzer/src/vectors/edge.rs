@@ -1354,6 +1354,22 @@ mod tests {
         }
     }
 
+    /// A store of the built-in embedder's sparse vectors that indexes
+    /// anything above 1 KiB: the optimizers build immutable inverted
+    /// indexes, beside the appendable segment's own.
+    fn open_indexing_sparse(dir: &Path) -> EdgeStore {
+        EdgeStore::open_with(
+            dir,
+            HashEmbedder::MODEL,
+            VectorSpace::Sparse,
+            Tuning {
+                indexing_threshold_kb: Some(1),
+                ..Tuning::default()
+            },
+        )
+        .expect("open")
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sparse_vectors_are_searched_exactly_and_only_in_the_tenant() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1373,18 +1389,7 @@ mod tests {
             )
         };
         {
-            // Index anything above 1 KiB: the optimizers build immutable
-            // inverted indexes, beside the appendable segment's own.
-            let store = EdgeStore::open_with(
-                dir.path(),
-                HashEmbedder::MODEL,
-                VectorSpace::Sparse,
-                Tuning {
-                    indexing_threshold_kb: Some(1),
-                    ..Tuning::default()
-                },
-            )
-            .expect("open");
+            let store = open_indexing_sparse(dir.path());
             for batch in 0..6 {
                 let points = (batch * 1000..(batch + 1) * 1000).map(chunk).collect();
                 store.upsert(&a, points).await.expect("upsert a");
@@ -1490,16 +1495,7 @@ mod tests {
                     .all(|f| f.split_whitespace().any(|flag| flag == "rr"))
         };
         {
-            let store = EdgeStore::open_with(
-                dir.path(),
-                HashEmbedder::MODEL,
-                VectorSpace::Sparse,
-                Tuning {
-                    indexing_threshold_kb: Some(1),
-                    ..Tuning::default()
-                },
-            )
-            .expect("open");
+            let store = open_indexing_sparse(dir.path());
             for batch in 0..3u64 {
                 let points = (batch * 500..(batch + 1) * 500)
                     .map(|i| {
