@@ -1454,7 +1454,7 @@ mod tests {
     }
 
     /// The `VmFlags` of every mapping of a segment's inverted index under
-    /// `dir`, from `/proc/self/smaps`.
+    /// `dir`, from `/proc/self/smaps` (where `VmFlags` ends each mapping).
     #[cfg(target_os = "linux")]
     fn inverted_index_flags(dir: &Path) -> Vec<String> {
         let dir = std::fs::canonicalize(dir).expect("canonical dir");
@@ -1466,17 +1466,9 @@ mod tests {
                 if ours {
                     flags.push(rest.trim().to_owned());
                 }
-                continue;
-            }
-            // A mapping's first line: "start-end perms offset dev inode path".
-            let fields: Vec<&str> = line.splitn(6, ' ').collect();
-            if fields.len() == 6 && fields[0].contains('-') && !fields[0].ends_with(':') {
-                let path = Path::new(fields[5].trim_start());
-                ours = path.starts_with(&dir)
-                    && path.file_name()
-                        == Some(std::ffi::OsStr::new(
-                            crate::vectors::readahead::INVERTED_INDEX_FILE,
-                        ));
+                ours = false;
+            } else if crate::vectors::readahead::inverted_index_mapping(line, &dir).is_some() {
+                ours = true;
             }
         }
         flags

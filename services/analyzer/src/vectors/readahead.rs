@@ -77,23 +77,28 @@ fn advise_random(range: Range<usize>) -> std::io::Result<()> {
 /// files named [`INVERTED_INDEX_FILE`] under `dir`.
 fn inverted_index_mappings(maps: &str, dir: &Path) -> Vec<Range<usize>> {
     maps.lines()
-        .filter_map(|line| {
-            // address perms offset dev inode pathname (which may hold spaces)
-            let mut fields = line.splitn(6, ' ');
-            let addresses = fields.next()?;
-            let path = Path::new(fields.nth(4)?.trim_start());
-            if !path.starts_with(dir)
-                || path.file_name()? != INVERTED_INDEX_FILE
-                || line.ends_with(" (deleted)")
-            {
-                return None;
-            }
-            let (start, end) = addresses.split_once('-')?;
-            let start = usize::from_str_radix(start, 16).ok()?;
-            let end = usize::from_str_radix(end, 16).ok()?;
-            (start < end).then_some(start..end)
-        })
+        .filter_map(|line| inverted_index_mapping(line, dir))
         .collect()
+}
+
+/// The address range of a mapping line of `/proc/self/maps` (or a
+/// mapping's first line in `/proc/self/smaps`) if it maps a file named
+/// [`INVERTED_INDEX_FILE`] under `dir`; `None` for any other line.
+pub(crate) fn inverted_index_mapping(line: &str, dir: &Path) -> Option<Range<usize>> {
+    // address perms offset dev inode pathname (which may hold spaces)
+    let mut fields = line.splitn(6, ' ');
+    let addresses = fields.next()?;
+    let path = Path::new(fields.nth(4)?.trim_start());
+    if !path.starts_with(dir)
+        || path.file_name()? != INVERTED_INDEX_FILE
+        || line.ends_with(" (deleted)")
+    {
+        return None;
+    }
+    let (start, end) = addresses.split_once('-')?;
+    let start = usize::from_str_radix(start, 16).ok()?;
+    let end = usize::from_str_radix(end, 16).ok()?;
+    (start < end).then_some(start..end)
 }
 
 #[cfg(test)]
