@@ -187,3 +187,28 @@ on_both_databases! {
         assert_eq!(tenant["status"], "active");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_usage_report_past_the_year_9999_is_a_400_problem() {
+    let env = analyzer_tests::start_with(Vec::new()).await;
+    let admin = analyzer_tests::admin_token();
+    for query in [
+        "from=2026-01-01&to=9999-12-31",
+        "from=9999-12-31T23:00:00Z&to=9999-12-31",
+        "from=2026-01-01&to=99999-01-01",
+    ] {
+        let (status, body) = env
+            .server
+            .get(&format!("/v1/admin/usage?{query}"), &admin)
+            .await;
+        assert_problem(status, &body, 400);
+    }
+    let (status, body) = env
+        .server
+        .get(
+            "/v1/admin/usage?from=9999-12-30&to=9999-12-31T23:00:00Z",
+            &admin,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -201,4 +201,58 @@ mod tests {
         let chunks = chunk_text(&text, cfg(50, 10));
         assert_eq!(chunks.iter().map(|c| c.chars().count()).sum::<usize>(), 120);
     }
+
+    #[test]
+    fn random_text_never_panics_loses_nothing_and_stays_within_the_size() {
+        use rand::{Rng as _, SeedableRng as _};
+        const PIECES: &[&str] = &[
+            "word",
+            " ",
+            "  ",
+            "\n",
+            "\n\n",
+            "\r\n",
+            ". ",
+            "!",
+            "?",
+            "。",
+            "！",
+            "é",
+            "💥",
+            "\u{202e}",
+            "\t",
+            "v1.2",
+            "a.b.c",
+            "ﬁ",
+            "\u{0301}",
+            "longwordlongwordlongword",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+        for case in 0..2_000 {
+            let text: String = (0..rng.random_range(0..200))
+                .map(|_| PIECES[rng.random_range(0..PIECES.len())])
+                .collect();
+            let (max, overlap) = (rng.random_range(1..60), rng.random_range(0..40));
+            let chunks = chunk_text(&text, cfg(max, overlap));
+            for chunk in &chunks {
+                assert!(
+                    !chunk.trim().is_empty(),
+                    "case {case}: an empty chunk of {text:?}"
+                );
+                assert!(
+                    chunk.chars().count() <= max,
+                    "case {case}: {chunk:?} is over {max} characters"
+                );
+            }
+            let kept: usize = chunks
+                .iter()
+                .map(|c| c.chars().filter(|c| !c.is_whitespace()).count())
+                .sum();
+            let given = text.chars().filter(|c| !c.is_whitespace()).count();
+            assert!(
+                kept >= given,
+                "case {case}: {given} characters in, {kept} kept: {text:?}"
+            );
+        }
+    }
 }

@@ -192,6 +192,9 @@ fn saturating_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// The last hour an RFC 3339 time can name: 9999-12-31T23:00:00Z.
+const LATEST_HOUR: i64 = 253_402_300_800 / 3600 - 1;
+
 /// A period of whole hours, `[from, to)`, as the ledger buckets it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Period {
@@ -222,6 +225,11 @@ impl Period {
             from: hour("from", from, false)?,
             to: hour("to", to, true)?,
         };
+        // RFC 3339 has four-digit years: a bound past the last hour of
+        // 9999 could be parsed but not written back into the report.
+        if period.to > LATEST_HOUR {
+            return Err("to: the period must end by 9999-12-31T23:00:00Z".to_owned());
+        }
         if period.to <= period.from {
             return Err("to: the period ends before it starts".to_owned());
         }
@@ -360,6 +368,17 @@ mod tests {
         assert!(Period::parse("2026-11-02", "2026-11-01").is_err());
         let err = Period::parse("yesterday", "2026-11-01").expect_err("bad");
         assert!(err.starts_with("from:"), "{err}");
+    }
+
+    #[test]
+    fn periods_past_the_year_9999_are_refused_not_a_panic() {
+        let err = Period::parse("2026-01-01", "9999-12-31").expect_err("ends in year 10000");
+        assert!(err.contains("9999-12-31T23:00:00Z"), "{err}");
+        let last = Period::parse("9999-12-30", "9999-12-31T23:00:00Z").expect("the last hour");
+        assert_eq!(last.bounds().1, "9999-12-31T23:00:00Z");
+        for (from, to) in [("0000-01-01", "2026-01-01"), ("2026-01-01", "99999-01-01")] {
+            assert!(Period::parse(from, to).is_err(), "{from}..{to}");
+        }
     }
 
     #[test]
