@@ -17,5 +17,6 @@ mod openai;
 mod operations;
 mod qdrant;
 mod secrets;
+mod serving;
 mod telemetry;
 mod tokens;

@@ -116,21 +116,20 @@ impl Application {
             usage_stop_rx,
         ));
 
-        let mut server_stop = stop_rx.clone();
-        // Each connection gets a clone of the router: as a make-service, a
-        // reference count. `axum::serve` given the router itself rebuilds
-        // the route table for every connection (`Router::with_state`), ~16
-        // KiB held as long as the connection is open: 16 MB at 1,000
-        // connections (BENCHMARKS.md, memory). The routes are `Route`s
-        // already (`router` ends in `with_state`), so requests cost the same.
-        let app = router(state.clone()).into_make_service();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = server_stop.changed().await;
-                })
-                .await
-        });
+        // Each connection gets a clone of the router, a reference count:
+        // `router` ends in `with_state`, so its routes are built once.
+        let app = router(state.clone());
+        let mut server_config = state.config.server;
+        server_config.max_connections =
+            crate::serve::connection_bound(server_config.max_connections);
+        // The grace period is part of the drain's bound, not added to it.
+        server_config.drain_grace = server_config.drain_grace.min(state.config.shutdown_timeout);
+        let server = tokio::spawn(crate::serve::serve(
+            listener,
+            app,
+            server_config,
+            stop_rx.clone(),
+        ));
 
         shutdown.await;
         tracing::info!(
@@ -139,8 +138,7 @@ impl Application {
         );
         let _ = stop_tx.send(true);
         match tokio::time::timeout(state.config.shutdown_timeout, server).await {
-            Ok(Ok(Ok(()))) => tracing::info!("drained"),
-            Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error while draining"),
+            Ok(Ok(())) => tracing::info!("drained"),
             Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
             Err(_) => tracing::warn!("drain timed out; closing remaining connections"),
         }

@@ -351,6 +351,8 @@ pub struct Config {
     pub tenant_cache_ttl: Duration,
     /// Bound on the graceful drain after SIGTERM/SIGINT.
     pub shutdown_timeout: Duration,
+    /// Connection timeouts, bound and drain of the HTTP server.
+    pub server: crate::serve::ServerConfig,
     /// How often Parameter Store is re-read (with `ANALYZER_SSM_PATH`).
     pub ssm_refresh: Duration,
     /// How long a rotated-out JWT key still verifies tokens.
@@ -608,6 +610,7 @@ impl Config {
                 "ANALYZER_SHUTDOWN_TIMEOUT_SECONDS",
                 25u64,
             )?),
+            server: server_config(env)?,
             ssm_refresh: Duration::from_secs(parse_or(
                 env,
                 "ANALYZER_SSM_REFRESH_SECONDS",
@@ -627,6 +630,22 @@ impl Config {
             },
         })
     }
+}
+
+fn server_config(env: &dyn Env) -> Result<crate::serve::ServerConfig, ConfigError> {
+    let seconds = |name: &str, default: u64| -> Result<Duration, ConfigError> {
+        let value = parse_or(env, name, default)?;
+        positive(value, name)?;
+        Ok(Duration::from_secs(value))
+    };
+    let max_connections = parse_or(env, "ANALYZER_MAX_CONNECTIONS", 10_000usize)?;
+    positive(max_connections as u64, "ANALYZER_MAX_CONNECTIONS")?;
+    Ok(crate::serve::ServerConfig {
+        header_read_timeout: seconds("ANALYZER_HEADER_READ_TIMEOUT_SECONDS", 10)?,
+        idle_timeout: seconds("ANALYZER_IDLE_TIMEOUT_SECONDS", 75)?,
+        max_connections,
+        drain_grace: Duration::from_secs(parse_or(env, "ANALYZER_DRAIN_GRACE_SECONDS", 5u64)?),
+    })
 }
 
 fn tier_limits(env: &dyn Env, tier: Tier) -> Result<TierLimits, ConfigError> {

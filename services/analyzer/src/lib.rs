@@ -20,6 +20,7 @@ pub mod limits;
 pub mod openai;
 pub mod search;
 pub mod secrets;
+pub mod serve;
 pub mod store;
 pub mod telemetry;
 pub mod tenants;
