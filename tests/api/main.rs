@@ -6,6 +6,7 @@
 mod bad_input;
 mod cache;
 mod cli;
+mod faults;
 mod fuzz;
 mod infra;
 mod isolation;

@@ -440,6 +440,20 @@ impl TestServer {
         .await
     }
 
+    /// Kill the process with SIGKILL (a crash: nothing is flushed or
+    /// drained) and start again on the same data dir and database.
+    pub async fn crash_and_restart(mut self) -> anyhow::Result<Self> {
+        let mut child = self.child.take().context("already stopped")?;
+        child.kill().context("SIGKILL")?;
+        child.wait().context("reap")?;
+        TestServer::start(
+            &self.data_dir,
+            self.database_url.as_deref(),
+            self.options.clone(),
+        )
+        .await
+    }
+
     /// Everything printed on stdout so far.
     pub fn output(&self) -> String {
         self.stdout.lock().map(|l| l.join("\n")).unwrap_or_default()

@@ -230,6 +230,7 @@ mod tests {
             score,
             text: text.into(),
             metadata: Default::default(),
+            revision: None,
         }
     }
 

@@ -107,6 +107,8 @@ impl Application {
             ));
         }
 
+        tokio::spawn(sweep_vector_journal(state.clone(), stop_rx.clone()));
+
         // The ledger's last flush must come after the last request: its
         // own stop is sent once the server has drained.
         let (usage_stop_tx, usage_stop_rx) = watch::channel(false);
@@ -152,6 +154,42 @@ impl Application {
         state.db.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// How often the vector journal is swept (store/cleanups.rs), and how long
+/// a revision recorded for removal is left to the request that recorded it.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+const SWEEP_SETTLE: Duration = Duration::from_secs(10);
+
+/// Remove the vectors that requests left behind: at start, then every
+/// [`SWEEP_INTERVAL`]. A pending ingest is given up on once it is older
+/// than the longest a request may run, plus a margin.
+async fn sweep_vector_journal(state: AppState, mut stop: watch::Receiver<bool>) {
+    let abandon_after = state.config.limits.request_timeout + Duration::from_secs(5);
+    let mut ticker = tokio::time::interval(SWEEP_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        match crate::documents::sweep(
+            &state.db,
+            state.vectors.as_ref(),
+            SWEEP_SETTLE,
+            abandon_after,
+        )
+        .await
+        {
+            Ok(swept) if swept.removed + swept.failed > 0 => tracing::info!(
+                removed = swept.removed,
+                failed = swept.failed,
+                "vector journal swept"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "vector journal sweep failed; retrying later"),
+        }
     }
 }
 

@@ -1,11 +1,12 @@
 //! Documents: validated ingest requests, and ingest, read and delete.
 //!
 //! An ingest is validated whole before anything is written, so a bad
-//! document refuses the batch and stores nothing. Writes go vectors first,
-//! then one database transaction; a replaced document's new chunks are
-//! written beside the old revision, which is removed only after the row
-//! points at the new one, so a failure at any step leaves the previous
-//! state intact.
+//! document refuses the batch and stores nothing. Its revisions are
+//! recorded as pending, the vectors written, then the rows stored in one
+//! transaction; a replaced document's new chunks are written beside the old
+//! revision, which is removed only after the row points at the new one, so
+//! a failure at any step leaves the previous state intact, and the journal
+//! (store/cleanups.rs) removes whatever vectors a crash leaves behind.
 
 use std::collections::HashSet;
 
@@ -18,7 +19,7 @@ use crate::chunk::chunk_text;
 use crate::config::{ChunkingConfig, RequestLimits};
 use crate::embed::Embedder;
 use crate::error::ServiceError;
-use crate::store::{Db, StoreError, StoredDocument, now_millis, rfc3339};
+use crate::store::{Db, StoreError, StoredDocument, VectorRevision, now_millis, rfc3339};
 use crate::tenants::TenantId;
 use crate::usage::UsageRecorder;
 use crate::vectors::edge::EdgeStore;
@@ -351,44 +352,40 @@ impl Ingestor<'_> {
             return Err(over_quota(tenant, after, self.vector_budget));
         }
 
-        self.vectors.upsert(tenant, points).await?;
-        if let Err(e) = self
-            .db
-            .upsert_documents(tenant, &rows, self.vector_budget)
-            .instrument(crate::op_span!(
-                "store.write",
-                store = "db",
-                documents = rows.len()
-            ))
-            .await
-        {
-            // Undo the new revisions; the previous ones were never touched.
-            for row in &rows {
-                let count = u32::try_from(row.chunk_count).unwrap_or(u32::MAX);
-                if let Err(undo) = self
-                    .vectors
-                    .delete_revision(tenant, &row.id, &row.revision, count)
-                    .await
-                {
-                    tracing::error!(error = %undo, document_id = %row.id, "could not undo vectors of a failed ingest");
-                }
-            }
-            return Err(match e {
-                StoreError::OverQuota { stored, budget } => over_quota(tenant, stored, budget),
-                e => e.into(),
-            });
-        }
-        let replaced_any = !previous.is_empty();
-        for (id, (revision, count, _)) in previous {
-            let count = u32::try_from(count).unwrap_or(u32::MAX);
-            if let Err(e) = self
-                .vectors
-                .delete_revision(tenant, &id, &revision, count)
+        // The new revisions are recorded before any vector is written, so
+        // that whatever happens next, their vectors are either committed
+        // with the rows or removed (store/cleanups.rs).
+        let revisions: Vec<VectorRevision> = rows.iter().map(vectors_of).collect();
+        self.db.record_pending(tenant, &revisions).await?;
+        let written = self.vectors.upsert(tenant, points).await;
+        let committed = match written {
+            Err(e) => Err(ServiceError::from(e)),
+            Ok(()) => self
+                .db
+                .upsert_documents(tenant, &rows, self.vector_budget)
+                .instrument(crate::op_span!(
+                    "store.write",
+                    store = "db",
+                    documents = rows.len()
+                ))
                 .await
-            {
-                tracing::error!(error = %e, document_id = %id, "could not remove a replaced revision's vectors");
+                .map_err(|e| match e {
+                    StoreError::OverQuota { stored, budget } => over_quota(tenant, stored, budget),
+                    e => e.into(),
+                }),
+        };
+        let superseded = match committed {
+            Ok(superseded) => superseded,
+            Err(e) => {
+                // Undo the new revisions; the previous ones were never
+                // touched. Claimed first: a commit whose answer was lost
+                // keeps its vectors.
+                abandon(self.db, self.vectors, tenant, &revisions).await;
+                return Err(e);
             }
-        }
+        };
+        let replaced_any = !superseded.is_empty();
+        remove_revisions(self.db, self.vectors, tenant, &superseded).await;
         if replaced_any {
             // A search between the commit and the removal above may have
             // cached old and new chunks together: make that entry unreachable.
@@ -425,21 +422,131 @@ pub async fn delete(
     id: &str,
 ) -> Result<(), ServiceError> {
     let id = document_id(id).map_err(|_| not_found())?;
-    if db.document(tenant, &id).await?.is_none() {
-        return Err(not_found());
-    }
-    // Vectors first: if the row delete then fails, the document is still
-    // listed and a retry completes the delete; never the other way round,
-    // which would leave searchable chunks of a deleted document.
-    vectors.delete_document(tenant, &id).await?;
-    let deleted = db
+    // The row goes first, with its revision recorded for removal in the
+    // same transaction: from the commit on, searches drop the document's
+    // hits (they show only revisions the database has), and its vectors are
+    // removed below or, if this task dies first, by the sweep.
+    let removed = db
         .delete_document(tenant, &id)
         .instrument(crate::op_span!("store.write", store = "db", documents = 1))
-        .await?;
-    if !deleted {
-        return Err(not_found());
-    }
+        .await?
+        .ok_or_else(not_found)?;
+    remove_revisions(db, vectors, tenant, std::slice::from_ref(&removed)).await;
     Ok(())
+}
+
+fn vectors_of(row: &StoredDocument) -> VectorRevision {
+    VectorRevision {
+        document_id: row.id.clone(),
+        revision: row.revision.clone(),
+        chunk_count: row.chunk_count,
+    }
+}
+
+/// Remove the vectors of revisions recorded for removal, then forget the
+/// records. A failure is logged and left to the sweep, which retries.
+async fn remove_revisions(
+    db: &Db,
+    vectors: &dyn VectorStore,
+    tenant: &TenantId,
+    revisions: &[VectorRevision],
+) {
+    let mut removed = Vec::with_capacity(revisions.len());
+    for r in revisions {
+        let count = u32::try_from(r.chunk_count).unwrap_or(u32::MAX);
+        match vectors
+            .delete_revision(tenant, &r.document_id, &r.revision, count)
+            .await
+        {
+            Ok(()) => removed.push(r.clone()),
+            Err(e) => {
+                tracing::warn!(error = %e, document_id = %r.document_id, "could not remove a revision's vectors; the sweep will");
+            }
+        }
+    }
+    if let Err(e) = db.finish_cleanups(tenant, &removed).await {
+        tracing::warn!(error = %e, "could not forget removed vectors; the sweep will");
+    }
+}
+
+/// Give up on pending revisions: claim those still pending (they can then
+/// never be committed) and remove their vectors.
+async fn abandon(
+    db: &Db,
+    vectors: &dyn VectorStore,
+    tenant: &TenantId,
+    revisions: &[VectorRevision],
+) {
+    match db.claim_pending(tenant, revisions).await {
+        Ok(claimed) => remove_revisions(db, vectors, tenant, &claimed).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not give up a failed ingest's vectors; the sweep will");
+        }
+    }
+}
+
+/// What one pass of [`sweep`] finished.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Revisions whose vectors were removed.
+    pub removed: usize,
+    /// Entries left for the next pass (the vector store failed).
+    pub failed: usize,
+}
+
+/// Entries finished per pass of the sweep.
+const SWEEP_PAGE: u32 = 500;
+
+/// Finish what requests left in the vector journal (store/cleanups.rs):
+/// revisions recorded for removal more than `settle` ago (the request that
+/// recorded them normally removes them itself), and pending revisions
+/// older than `abandon_after`, the longest an ingest may run, whose task
+/// died or whose request was cancelled. Costs one indexed read and a few
+/// statements per entry; never a scan of the vector store.
+pub async fn sweep(
+    db: &Db,
+    vectors: &dyn VectorStore,
+    settle: std::time::Duration,
+    abandon_after: std::time::Duration,
+) -> Result<Swept, ServiceError> {
+    let now = now_millis();
+    let millis = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let due = db
+        .due_cleanups(
+            now.saturating_sub(millis(settle)),
+            now.saturating_sub(millis(abandon_after)),
+            SWEEP_PAGE,
+        )
+        .await?;
+    let mut swept = Swept::default();
+    for entry in due {
+        let revisions = std::slice::from_ref(&entry.vectors);
+        let claimed;
+        let to_remove = if entry.pending {
+            claimed = db.claim_pending(&entry.tenant, revisions).await?;
+            &claimed[..]
+        } else {
+            revisions
+        };
+        for r in to_remove {
+            let count = u32::try_from(r.chunk_count).unwrap_or(u32::MAX);
+            match vectors
+                .delete_revision(&entry.tenant, &r.document_id, &r.revision, count)
+                .await
+            {
+                Ok(()) => {
+                    db.finish_cleanups(&entry.tenant, std::slice::from_ref(r))
+                        .await?;
+                    swept.removed += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, tenant_id = %entry.tenant, document_id = %r.document_id, "sweep: could not remove a revision's vectors");
+                    swept.failed += 1;
+                }
+            }
+        }
+    }
+    Ok(swept)
 }
 
 /// The document revision a set of chunks belongs to.

@@ -528,6 +528,7 @@ mod tests {
             score: 0.5,
             text: "Facts.".into(),
             metadata: Default::default(),
+            revision: None,
         }];
         let prompt = user_prompt("Why?", &hits);
         assert!(prompt.starts_with("Sources:\n[1] (document d1, chunk 2)\nFacts."));

@@ -275,6 +275,33 @@ impl Retriever<'_> {
         Ok(vector)
     }
 
+    /// The hits whose document the database has, at the revision they
+    /// were written for: vectors are written before their rows commit and
+    /// removed after a replacement or delete commits, so the store may hold
+    /// chunks of an ingest in flight, of one that failed or whose task
+    /// died, or of a superseded revision until they are removed. None of
+    /// those is shown. (Points written before the revision was stored with
+    /// them are checked against the document alone.)
+    async fn committed_only(
+        &self,
+        tenant: &TenantId,
+        mut hits: Vec<ChunkHit>,
+    ) -> Result<Vec<ChunkHit>, ServiceError> {
+        let mut ids: Vec<&str> = hits.iter().map(|h| h.document_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let current = self.db.current_revisions(tenant, &ids).await?;
+        hits.retain(|h| match (current.get(&h.document_id), &h.revision) {
+            (Some(now), Some(written)) => now == written,
+            (Some(_), None) => true,
+            (None, _) => false,
+        });
+        for hit in &mut hits {
+            hit.revision = None;
+        }
+        Ok(hits)
+    }
+
     /// Run `retrieval` for `tenant`. An unknown collection is a 404; the
     /// default collection always exists (it may be empty). A cache failure
     /// is counted and the search runs without it.
@@ -323,6 +350,7 @@ impl Retriever<'_> {
                 },
             )
             .await?;
+        let hits = self.committed_only(tenant, hits).await?;
 
         // Stored before answering (bounded by the cache's short timeout), so
         // a result is cached once its response has been sent.

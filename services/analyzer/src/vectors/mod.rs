@@ -35,6 +35,9 @@ pub mod keys {
     pub const DOCUMENT: &str = "document_id";
     /// The collection name.
     pub const COLLECTION: &str = "collection";
+    /// The document revision the chunk was written for: searches check it
+    /// against the database's (points written before it was stored lack it).
+    pub const REVISION: &str = "revision";
     /// The chunk's position in its document.
     pub const CHUNK: &str = "chunk";
     /// The chunk's text.
@@ -84,6 +87,7 @@ impl ChunkPoint {
     /// Used for the tenant's storage accounting.
     pub fn stored_bytes(&self) -> u64 {
         let payload = self.document_id.len()
+            + self.revision.len()
             + self.collection.len()
             + self.text.len()
             + Value::Object(self.metadata.clone()).to_string().len()
@@ -130,6 +134,10 @@ pub struct ChunkHit {
     pub text: String,
     /// The document's metadata.
     pub metadata: Map<String, Value>,
+    /// The document revision the chunk belongs to, when the point records
+    /// it; cleared once the search has checked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 /// A tenant-isolating vector store.
@@ -223,6 +231,10 @@ pub fn hit_from_payload(payload: &Map<String, Value>, score: f32) -> Option<Chun
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default(),
+        revision: payload
+            .get(keys::REVISION)
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     })
 }
 
@@ -238,6 +250,7 @@ pub fn payload_of(tenant: &TenantId, point: &ChunkPoint) -> Map<String, Value> {
         keys::COLLECTION.into(),
         Value::from(point.collection.as_str()),
     );
+    payload.insert(keys::REVISION.into(), Value::from(point.revision.as_str()));
     payload.insert(keys::CHUNK.into(), Value::from(point.chunk));
     payload.insert(keys::TEXT.into(), Value::from(point.text.as_str()));
     payload.insert(keys::METADATA.into(), Value::Object(point.metadata.clone()));
@@ -277,5 +290,6 @@ mod tests {
         assert_eq!(hit.document_id, "d1");
         assert_eq!(hit.chunk, 3);
         assert_eq!(hit.metadata["lang"], "en");
+        assert_eq!(hit.revision.as_deref(), Some("r1"));
     }
 }

@@ -13,9 +13,9 @@ use async_trait::async_trait;
 use qdrant_client::Qdrant;
 use qdrant_client::qdrant::{
     Condition, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeletePointsBuilder,
-    Distance, FieldType, Filter, KeywordIndexParamsBuilder, PointStruct, PointsIdsList,
-    SearchParamsBuilder, SearchPointsBuilder, SparseVectorParamsBuilder,
-    SparseVectorsConfigBuilder, UpsertPointsBuilder, Vector, VectorParamsBuilder, Vectors,
+    Distance, FieldType, Filter, KeywordIndexParamsBuilder, PointStruct, SearchParamsBuilder,
+    SearchPointsBuilder, SparseVectorParamsBuilder, SparseVectorsConfigBuilder,
+    UpsertPointsBuilder, Vector, VectorParamsBuilder, Vectors,
 };
 use serde_json::Value;
 
@@ -224,13 +224,14 @@ impl VectorStore for QdrantStore {
             return Ok(());
         }
         self.ensure_collection().await?;
-        let ids = revision_point_ids(tenant, document_id, revision, count)
-            .map(|id| id.to_string().into())
-            .collect();
+        // By id, under the tenant condition as every delete: the ids are
+        // derived from the tenant, and the filter says so on the wire too.
+        let ids = revision_point_ids(tenant, document_id, revision, count).map(|id| id.to_string());
+        let filter = Self::filter(tenant, vec![Condition::has_id(ids)]);
         self.traced()
             .delete_points(
                 DeletePointsBuilder::new(&self.collection)
-                    .points(PointsIdsList { ids })
+                    .points(filter)
                     .wait(true),
             )
             .await

@@ -20,6 +20,9 @@ use crate::config::Config;
 use crate::tenants::{Tenant, TenantId, TenantStatus, Tier};
 use crate::usage;
 
+mod cleanups;
+pub use cleanups::{DueCleanup, VectorRevision};
+
 /// The migrations, embedded in the binary. A migration applied by a newer
 /// release is not an error: migrations only add, so an older image runs
 /// on a newer schema, which is what a rollback needs.
@@ -50,6 +53,10 @@ pub enum StoreError {
         /// The tier's budget.
         budget: u64,
     },
+    /// The revision being stored was given up on (claimed for removal by
+    /// the sweep, see `cleanups`); nothing was written.
+    #[error("the ingest's vectors were claimed for removal before it committed")]
+    Abandoned,
 }
 
 /// Which database engine is behind the pool.
@@ -631,8 +638,11 @@ impl Db {
     }
 
     /// Insert or replace a batch of documents, all or nothing, and count the
-    /// ingest in the tenant's usage. When the tenant would then store more
-    /// than `vector_budget` bytes of vectors and payload, nothing is written
+    /// ingest in the tenant's usage. Each document's revision must have been
+    /// recorded as pending ([`Db::record_pending`]); the revisions it
+    /// replaces are recorded for removal in the same transaction and
+    /// returned. When the tenant would then store more than `vector_budget`
+    /// bytes of vectors and payload, nothing is written
     /// ([`StoreError::OverQuota`]); the check holds across tasks, as the
     /// tenant's row is locked first.
     pub async fn upsert_documents(
@@ -640,7 +650,7 @@ impl Db {
         tenant: &TenantId,
         documents: &[StoredDocument],
         vector_budget: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<VectorRevision>, StoreError> {
         self.writing(
             tenant,
             self.upsert_documents_tx(tenant, documents, vector_budget),
@@ -653,15 +663,19 @@ impl Db {
         tenant: &TenantId,
         documents: &[StoredDocument],
         vector_budget: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<VectorRevision>, StoreError> {
         let _quota = self.quota().await;
         let (_turn, mut tx) = self.begin_write().await?;
         // Lock the tenant's row before reading its total (a row lock on
         // PostgreSQL, the write lock on SQLite): concurrent ingests of one
-        // tenant on any task then see each other's bytes.
+        // tenant on any task then see each other's bytes, and each reads
+        // the revision it replaces after the other has committed.
         bump_generation(&mut tx, tenant).await?;
         let mut chunks = 0;
+        let mut superseded = Vec::new();
         for doc in documents {
+            cleanups::commit_pending(&mut tx, tenant, &doc.id, &doc.revision).await?;
+            superseded.extend(cleanups::supersede(&mut tx, tenant, &doc.id).await?);
             sqlx::query(
                 "INSERT INTO documents (tenant_id, id, collection, revision, text, metadata, \
                  chunk_count, byte_size, vector_bytes, created_at, updated_at) \
@@ -702,24 +716,63 @@ impl Db {
             add_usage(&mut tx, tenant, metric, hour, value).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(superseded)
     }
 
-    /// Delete one document; `false` if the tenant has no such document.
-    pub async fn delete_document(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError> {
+    /// Delete one document, recording its revision's vectors for removal
+    /// in the same transaction; `None` if the tenant has no such document.
+    pub async fn delete_document(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<VectorRevision>, StoreError> {
         self.writing(tenant, async {
             let _quota = self.quota().await;
             let (_turn, mut tx) = self.begin_write().await?;
-            let result = sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
+            // The tenant's row first, as every write of its documents locks it.
+            bump_generation(&mut tx, tenant).await?;
+            let Some(old) = cleanups::supersede(&mut tx, tenant, id).await? else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant.as_str())
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            bump_generation(&mut tx, tenant).await?;
             tx.commit().await?;
-            Ok(result.rows_affected() > 0)
+            Ok(Some(old))
         })
         .await
+    }
+
+    /// Of the documents `ids`, the revision each has in the database now
+    /// (a document without a row is absent): what a search checks its
+    /// hits against, so that it shows only committed revisions.
+    pub async fn current_revisions(
+        &self,
+        tenant: &TenantId,
+        ids: &[&str],
+    ) -> Result<HashMap<String, String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let _quota = self.quota().await;
+        let placeholders: Vec<String> = (2..ids.len() + 2).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT id, revision FROM documents WHERE tenant_id = $1 AND id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.as_str());
+        for id in ids {
+            query = query.bind(*id);
+        }
+        query
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
     }
 
     /// Mark the tenant's data as changed (after a change made outside a
@@ -1001,6 +1054,144 @@ mod tests {
         }
     }
 
+    /// Store `doc` as an ingest does: its revision recorded as pending
+    /// first. Answers the revisions it superseded.
+    async fn ingest(
+        db: &Db,
+        tenant: &TenantId,
+        doc: StoredDocument,
+        budget: u64,
+    ) -> Result<Vec<VectorRevision>, StoreError> {
+        db.record_pending(tenant, &[vectors_of(&doc)]).await?;
+        db.upsert_documents(tenant, &[doc], budget).await
+    }
+
+    fn vectors_of(doc: &StoredDocument) -> VectorRevision {
+        VectorRevision {
+            document_id: doc.id.clone(),
+            revision: doc.revision.clone(),
+            chunk_count: doc.chunk_count,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_claimed_revision_can_never_commit_and_a_committed_one_cannot_be_claimed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (db, tenant) = sqlite_with_tenant(dir.path()).await;
+        let given_up = stored("a", "r1");
+        db.record_pending(&tenant, &[vectors_of(&given_up)])
+            .await
+            .expect("record");
+        let claimed = db
+            .claim_pending(&tenant, &[vectors_of(&given_up)])
+            .await
+            .expect("claim");
+        assert_eq!(claimed, [vectors_of(&given_up)]);
+        assert!(matches!(
+            db.upsert_documents(&tenant, &[given_up], u64::MAX).await,
+            Err(StoreError::Abandoned)
+        ));
+        assert!(db.document(&tenant, "a").await.expect("read").is_none());
+
+        let kept = stored("b", "r1");
+        ingest(&db, &tenant, kept.clone(), u64::MAX)
+            .await
+            .expect("ingest");
+        assert!(
+            db.claim_pending(&tenant, &[vectors_of(&kept)])
+                .await
+                .expect("claim")
+                .is_empty(),
+            "a committed revision is not pending any more"
+        );
+        assert!(db.document(&tenant, "b").await.expect("read").is_some());
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn replaced_and_deleted_revisions_are_recorded_for_removal() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (db, tenant) = sqlite_with_tenant(dir.path()).await;
+        let first = stored("a", "r1");
+        assert!(
+            ingest(&db, &tenant, first.clone(), u64::MAX)
+                .await
+                .expect("ingest")
+                .is_empty()
+        );
+        let second = stored("a", "r2");
+        let superseded = ingest(&db, &tenant, second.clone(), u64::MAX)
+            .await
+            .expect("replace");
+        assert_eq!(superseded, [vectors_of(&first)]);
+        let deleted = db.delete_document(&tenant, "a").await.expect("delete");
+        assert_eq!(deleted, Some(vectors_of(&second)));
+        assert_eq!(db.delete_document(&tenant, "a").await.expect("again"), None);
+
+        let later = now_millis() + 1;
+        let due = db.due_cleanups(later, later, 10).await.expect("due");
+        let due: Vec<_> = due
+            .iter()
+            .map(|d| (d.vectors.revision.as_str(), d.pending))
+            .collect();
+        assert_eq!(due, [("r1", false), ("r2", false)]);
+        db.finish_cleanups(&tenant, &[vectors_of(&first), vectors_of(&second)])
+            .await
+            .expect("finish");
+        assert!(
+            db.due_cleanups(later, later, 10)
+                .await
+                .expect("due")
+                .is_empty()
+        );
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_young_pending_revision_is_not_due() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (db, tenant) = sqlite_with_tenant(dir.path()).await;
+        let doc = stored("a", "r1");
+        db.record_pending(&tenant, &[vectors_of(&doc)])
+            .await
+            .expect("record");
+        let now = now_millis();
+        assert!(
+            db.due_cleanups(now + 1, now - 60_000, 10)
+                .await
+                .expect("due")
+                .is_empty()
+        );
+        let due = db.due_cleanups(now + 1, now + 1, 10).await.expect("due");
+        assert_eq!(due.len(), 1);
+        assert!(due[0].pending);
+        assert_eq!(due[0].tenant, tenant);
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn current_revisions_name_only_the_tenants_stored_documents() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (db, tenant) = sqlite_with_tenant(dir.path()).await;
+        ingest(&db, &tenant, stored("a", "r1"), u64::MAX)
+            .await
+            .expect("ingest");
+        let other = TenantId::generate();
+        db.insert_tenant(&other, "other", Tier::Standard)
+            .await
+            .expect("tenant");
+        ingest(&db, &other, stored("b", "r9"), u64::MAX)
+            .await
+            .expect("ingest");
+        let found = db
+            .current_revisions(&tenant, &["a", "b", "missing"])
+            .await
+            .expect("read");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found["a"], "r1");
+        db.close().await;
+    }
+
     #[test]
     fn a_context_read_before_a_write_is_never_kept_after_it() {
         let contexts = Contexts::default();
@@ -1062,7 +1253,7 @@ mod tests {
             .await
             .expect("tenant");
         let doc = |id: &str| stored(id, "r1");
-        db.upsert_documents(&tenant, &[doc("a")], u64::MAX)
+        ingest(&db, &tenant, doc("a"), u64::MAX)
             .await
             .expect("ingest");
         let first = db.search_context(&tenant, "default").await.expect("read");
@@ -1071,7 +1262,7 @@ mod tests {
             db.search_context(&tenant, "default").await.ok(),
             Some(first)
         );
-        db.upsert_documents(&tenant, &[doc("b")], u64::MAX)
+        ingest(&db, &tenant, doc("b"), u64::MAX)
             .await
             .expect("ingest");
         let second = db.search_context(&tenant, "default").await.expect("read");
@@ -1079,7 +1270,12 @@ mod tests {
         db.bump_generation(&tenant).await.expect("bump");
         let third = db.search_context(&tenant, "default").await.expect("read");
         assert!(third.generation > second.generation);
-        assert!(db.delete_document(&tenant, "a").await.expect("delete"));
+        assert!(
+            db.delete_document(&tenant, "a")
+                .await
+                .expect("delete")
+                .is_some()
+        );
         let fourth = db.search_context(&tenant, "default").await.expect("read");
         assert!(fourth.generation > third.generation);
         db.close().await;
@@ -1104,7 +1300,7 @@ mod tests {
                     return db.bump_generation(&tenant).await;
                 }
                 let doc = stored(&id, &format!("r{i}"));
-                db.upsert_documents(&tenant, &[doc], u64::MAX).await
+                ingest(&db, &tenant, doc, u64::MAX).await.map(drop)
             })
         });
         for write in futures::future::join_all(writes).await {
@@ -1137,8 +1333,7 @@ mod tests {
             .map(|i| {
                 let (db, tenant) = (db.clone(), tenant.clone());
                 tokio::spawn(async move {
-                    db.upsert_documents(&tenant, &[stored(&format!("d{i}"), "r1")], u64::MAX)
-                        .await
+                    ingest(&db, &tenant, stored(&format!("d{i}"), "r1"), u64::MAX).await
                 })
             })
             .collect();
