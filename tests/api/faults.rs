@@ -1,12 +1,14 @@
 //! Faults that must cost nothing: a crash in the middle of ingests leaves
 //! no chunk searchable without its document and loses nothing that was
-//! acknowledged.
+//! acknowledged; a database that stops answering costs milliseconds per
+//! request, not seconds, and cached searches go on.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use analyzer_tests::qdrant_wire::FakeQdrant;
-use analyzer_tests::{Db, Env, Options, TestServer, on_both_databases, start};
+use analyzer_tests::tcp_proxy::{Mode, TcpProxy};
+use analyzer_tests::{Db, Env, Options, PgDatabase, TestServer, on_both_databases, start};
 use serde_json::{Value, json};
 
 /// The collection of the built-in embedder's model on a Qdrant server.
@@ -277,4 +279,160 @@ async fn vectors_written_by_ingests_killed_before_their_commit_are_never_found_a
         .await
         .expect("the sweep is logged");
     assert_eq!(line["fields"]["removed"], 5, "{line}");
+}
+
+/// The database's `host:port` in a PostgreSQL URL.
+fn host_port(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_database_is_unreachable_requests_fail_fast_cached_searches_answer_and_it_recovers()
+ {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let target = host_port(&pg.url).to_owned();
+    let resolved = tokio::net::lookup_host(&target)
+        .await
+        .expect("resolve")
+        .next()
+        .expect("an address");
+    let proxy = TcpProxy::start(resolved).await.expect("proxy");
+    let url = pg.url.replacen(&target, &proxy.addr.to_string(), 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [
+        ("ANALYZER_DB_QUERY_TIMEOUT_MS", "1000"),
+        ("ANALYZER_DB_ACQUIRE_TIMEOUT_MS", "500"),
+        ("ANALYZER_DB_BREAKER_FAILURES", "3"),
+        ("ANALYZER_DB_BREAKER_OPEN_SECONDS", "2"),
+    ];
+    let s = TestServer::start(
+        dir.path(),
+        Some(&url),
+        Options {
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("server");
+    let (_, token) = s.tenant("Partitioned", "premium").await;
+    ingest_kept(&s, &token).await;
+    let query = json!({"query": "turbines wind"});
+    let (_, first) = s.post("/v1/search", &token, &query).await;
+    assert_eq!(first["cached"], false, "{first}");
+    let (_, second) = s.post("/v1/search", &token, &query).await;
+    assert_eq!(second["cached"], true, "{second}");
+
+    // The database stops answering: connections stay open and silent.
+    proxy.set(Mode::Silent);
+    let timed = async |method: reqwest::Method, path: &str, body: Option<&Value>| {
+        let started = Instant::now();
+        let mut request = s.request(method, path, &token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let r = request.send().await.expect("answered");
+        let retry = r.headers().get("retry-after").is_some();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        (status, started.elapsed(), retry, body)
+    };
+    let mut fast = 0;
+    let mut waits = Vec::new();
+    for _ in 0..20 {
+        let (status, took, retry, body) =
+            timed(reqwest::Method::GET, "/v1/documents/kept", None).await;
+        waits.push(took);
+        assert_eq!(status, 503, "{body}");
+        assert!(retry, "a 503 without Retry-After");
+        assert!(took < Duration::from_millis(2500), "waited {took:?}");
+        if took < Duration::from_millis(100) {
+            fast += 1;
+            if fast == 5 {
+                break;
+            }
+        } else {
+            assert_eq!(fast, 0, "a slow answer after the breaker opened ({took:?})");
+        }
+    }
+    assert_eq!(fast, 5, "the database's 503s never became fast");
+    eprintln!("database unreachable: reads answered 503 after {waits:?}");
+    let (status, took, _, body) = timed(reqwest::Method::POST, "/v1/search", Some(&query)).await;
+    assert_eq!((status, &body["cached"]), (200, &json!(true)), "{body}");
+    assert!(
+        took < Duration::from_millis(100),
+        "a cached search took {took:?}"
+    );
+    eprintln!("database unreachable: a cached search answered 200 in {took:?}");
+    let (status, took, _, body) = timed(
+        reqwest::Method::POST,
+        "/v1/search",
+        Some(&json!({"query": "turbines spin over the ridge"})),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        took < Duration::from_millis(100),
+        "an uncached search took {took:?}"
+    );
+    let lost = json!({"documents": [{"id": "during", "text": TEXT}]});
+    let (status, took, _, body) = timed(reqwest::Method::POST, "/v1/documents", Some(&lost)).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(took < Duration::from_millis(100), "an ingest took {took:?}");
+    let started = Instant::now();
+    let ready = s.http.get(s.url("/ready")).send().await.expect("ready");
+    assert_eq!(ready.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "/ready took {:?}",
+        started.elapsed()
+    );
+    eprintln!(
+        "database unreachable: /ready answered 503 in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        s.log_line(|l| l["fields"]["message"] == "database circuit opened")
+            .await
+            .is_some()
+    );
+    assert_eq!(
+        s.metric(r#"analyzer_db_breaker_state{state="closed"}"#)
+            .await,
+        Some(0.0),
+        "the breaker is not closed while the database is down"
+    );
+
+    // It comes back: so does the service, by itself.
+    proxy.set(Mode::Forward);
+    let back = Instant::now();
+    loop {
+        let (status, _) = s.get("/v1/documents/kept", &token).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(15),
+            "not recovered: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "database back: reads answered 200 again after {:?}",
+        back.elapsed()
+    );
+    let (status, _) = s.get("/v1/documents/during", &token).await;
+    assert_eq!(
+        status, 404,
+        "an ingest refused during the outage was stored"
+    );
+    let ready = s.http.get(s.url("/ready")).send().await.expect("ready");
+    assert_eq!(ready.status(), 200);
 }

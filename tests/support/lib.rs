@@ -12,6 +12,7 @@ pub mod moto;
 pub mod openai_wire;
 pub mod otlp;
 pub mod qdrant_wire;
+pub mod tcp_proxy;
 
 use anyhow::{Context as _, bail};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};

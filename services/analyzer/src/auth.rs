@@ -416,9 +416,21 @@ impl TenantCache {
                 entries.insert(id.clone(), (tenant.clone(), Instant::now()));
             }
         }
-        result
-            .map_err(AuthError::Store)?
-            .ok_or(AuthError::UnknownTenant)
+        match result {
+            Ok(tenant) => tenant.ok_or(AuthError::UnknownTenant),
+            // While the database is unreachable, the record last read
+            // stands in for a while (store::OUTAGE_FALLBACK_LIMIT): no
+            // change can be made through this task meanwhile, and one made
+            // through another is not missed for longer.
+            Err(e) if e.is_outage() => self.last_known(id).ok_or(AuthError::Store(e)),
+            Err(e) => Err(AuthError::Store(e)),
+        }
+    }
+
+    fn last_known(&self, id: &TenantId) -> Option<Tenant> {
+        let entries = self.entries.lock().ok()?;
+        let (tenant, at) = entries.get(id)?;
+        (at.elapsed() <= crate::store::OUTAGE_FALLBACK_LIMIT).then(|| tenant.clone())
     }
 
     fn invalidate(&self, id: &TenantId) {
@@ -813,6 +825,46 @@ mod tests {
         let b = dev_secret(dir.path()).expect("reuse");
         assert_eq!(a.expose_secret(), b.expose_secret());
         assert!(a.expose_secret().len() >= 32);
+    }
+
+    #[tokio::test]
+    async fn while_the_database_is_unreachable_the_last_record_read_stands_in() {
+        let cache = TenantCache::new(Duration::from_millis(1));
+        let id = TenantId::generate();
+        let known = Tenant {
+            id: id.clone(),
+            name: "Acme".into(),
+            tier: crate::tenants::Tier::Premium,
+            status: TenantStatus::Active,
+            created_at: "2026-12-02T00:00:00Z".into(),
+        };
+        let read = known.clone();
+        cache
+            .resolve_with(&id, move |_| async move { Ok(Some(read)) }.boxed())
+            .await
+            .expect("read");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let unreachable = |_: TenantId| -> BoxFuture<'static, Result<Option<Tenant>, StoreError>> {
+            async { Err(StoreError::TimedOut(Duration::from_secs(5))) }.boxed()
+        };
+        let during = cache
+            .resolve_with(&id, unreachable)
+            .await
+            .expect("stands in");
+        assert_eq!(during.tier, known.tier);
+        // Not for a tenant never read, nor for an error that is an answer.
+        let other = TenantId::generate();
+        assert!(matches!(
+            cache.resolve_with(&other, unreachable).await,
+            Err(AuthError::Store(_))
+        ));
+        let broken = |_: TenantId| -> BoxFuture<'static, Result<Option<Tenant>, StoreError>> {
+            async { Err(StoreError::Corrupt("bad row".into())) }.boxed()
+        };
+        assert!(matches!(
+            cache.resolve_with(&id, broken).await,
+            Err(AuthError::Store(_))
+        ));
     }
 
     #[tokio::test]

@@ -325,6 +325,8 @@ pub struct Config {
     pub database_url: Option<SecretString>,
     /// Upper bound of the database pool.
     pub db_max_connections: u32,
+    /// PostgreSQL's acquire timeout, call deadline and breaker.
+    pub db_guard: crate::store::DbGuardConfig,
     /// Token verification.
     pub jwt: JwtConfig,
     /// The query cache.
@@ -596,6 +598,7 @@ impl Config {
                 }
             },
             db_max_connections: parse_or(env, "ANALYZER_DB_MAX_CONNECTIONS", 16)?,
+            db_guard: db_guard(env)?,
             jwt,
             cors_origins,
             limits,
@@ -630,6 +633,26 @@ impl Config {
             },
         })
     }
+}
+
+fn db_guard(env: &dyn Env) -> Result<crate::store::DbGuardConfig, ConfigError> {
+    let millis = |name: &str, default: u64| -> Result<Duration, ConfigError> {
+        let value = parse_or(env, name, default)?;
+        positive(value, name)?;
+        Ok(Duration::from_millis(value))
+    };
+    let failures = parse_or(env, "ANALYZER_DB_BREAKER_FAILURES", 3u32)?;
+    positive(u64::from(failures), "ANALYZER_DB_BREAKER_FAILURES")?;
+    let open_seconds = parse_or(env, "ANALYZER_DB_BREAKER_OPEN_SECONDS", 5u64)?;
+    positive(open_seconds, "ANALYZER_DB_BREAKER_OPEN_SECONDS")?;
+    Ok(crate::store::DbGuardConfig {
+        acquire_timeout: millis("ANALYZER_DB_ACQUIRE_TIMEOUT_MS", 2000)?,
+        breaker: crate::vectors::breaker::BreakerConfig {
+            failure_threshold: failures,
+            open_for: Duration::from_secs(open_seconds),
+            call_timeout: millis("ANALYZER_DB_QUERY_TIMEOUT_MS", 5000)?,
+        },
+    })
 }
 
 fn server_config(env: &dyn Env) -> Result<crate::serve::ServerConfig, ConfigError> {

@@ -101,6 +101,18 @@ pub(super) fn set_retry_after(headers: &mut axum::http::HeaderMap, after: std::t
     );
 }
 
+/// 503 for a dependency behind an open circuit breaker, with the time
+/// until it is tried again as `Retry-After`.
+fn unavailable_for(dependency: &str, retry_after: std::time::Duration) -> Response {
+    let mut response = Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("{dependency} is unavailable; retry later"),
+    )
+    .into_response_with_id("");
+    set_retry_after(response.headers_mut(), retry_after);
+    response
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         use ServiceError as S;
@@ -110,6 +122,9 @@ impl IntoResponse for ApiError {
                 (StatusCode::PAYLOAD_TOO_LARGE, m.clone(), false, false)
             }
             ApiError::Service(S::NotFound(m)) => (StatusCode::NOT_FOUND, m.clone(), false, false),
+            ApiError::Service(S::Store(StoreError::Unavailable { retry_after })) => {
+                return unavailable_for("the database", *retry_after);
+            }
             ApiError::Service(S::Store(e)) => {
                 tracing::error!(error = %e, "database error");
                 (
@@ -122,13 +137,7 @@ impl IntoResponse for ApiError {
             ApiError::Service(S::Vectors(crate::vectors::VectorError::CircuitOpen {
                 retry_after,
             })) => {
-                let mut response = Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the vector store is unavailable; retry later",
-                )
-                .into_response_with_id("");
-                set_retry_after(response.headers_mut(), *retry_after);
-                return response;
+                return unavailable_for("the vector store", *retry_after);
             }
             ApiError::Service(S::Vectors(e)) => {
                 tracing::error!(error = %e, "vector store error");

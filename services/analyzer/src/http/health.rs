@@ -43,6 +43,19 @@ pub struct Check {
     pub backend: String,
 }
 
+/// How long each readiness check may take.
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
+
+/// A check's outcome within [`CHECK_TIMEOUT`].
+async fn bounded<E: std::fmt::Display>(
+    check: impl Future<Output = Result<(), E>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        Ok(outcome) => outcome.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+    }
+}
+
 /// `GET /ready` body.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
@@ -59,17 +72,21 @@ pub struct Readiness {
         (status = 200, description = "Every dependency is usable", body = Readiness),
         (status = 503, description = "A dependency is unavailable", body = Readiness)))]
 pub(super) async fn ready(State(state): State<AppState>) -> Response {
-    let database = state.db.ping().await;
+    // The checks run together, each bounded, so that a backend that does
+    // not answer makes the probe answer 503 in time, not time it out.
+    let (database, vectors, cache) = tokio::join!(
+        bounded(state.db.ping()),
+        bounded(state.vectors.health()),
+        bounded(state.cache.health()),
+    );
     if let Err(e) = &database {
         tracing::warn!(error = %e, "readiness: database unavailable");
     }
-    let vectors = state.vectors.health().await;
     if let Err(e) = &vectors {
         tracing::warn!(error = %e, "readiness: vector store unavailable");
     }
     // The cache is an accelerator: when it is down the service still
     // answers, so it degrades readiness without failing it.
-    let cache = state.cache.health().await;
     if let Err(e) = &cache {
         tracing::warn!(error = %e, "readiness: cache degraded");
     }

@@ -60,13 +60,16 @@ impl Db {
         revisions: &[VectorRevision],
     ) -> Result<(), StoreError> {
         let _quota = self.quota().await;
-        let (_turn, mut tx) = self.begin_write().await?;
-        let now = now_millis();
-        for r in revisions {
-            record(&mut tx, tenant, r, PENDING, now).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.guarded(async {
+            let (_turn, mut tx) = self.begin_write().await?;
+            let now = now_millis();
+            for r in revisions {
+                record(&mut tx, tenant, r, PENDING, now).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Claim pending revisions for removal: those of `revisions` still
@@ -118,17 +121,20 @@ impl Db {
         revisions: &[VectorRevision],
     ) -> Result<Vec<bool>, StoreError> {
         let _quota = self.quota().await;
-        let mut changed = Vec::with_capacity(revisions.len());
-        for r in revisions {
-            let result = sqlx::query(sql)
-                .bind(tenant.as_str())
-                .bind(&r.document_id)
-                .bind(&r.revision)
-                .execute(self.pool())
-                .await?;
-            changed.push(result.rows_affected() == 1);
-        }
-        Ok(changed)
+        self.guarded(async {
+            let mut changed = Vec::with_capacity(revisions.len());
+            for r in revisions {
+                let result = sqlx::query(sql)
+                    .bind(tenant.as_str())
+                    .bind(&r.document_id)
+                    .bind(&r.revision)
+                    .execute(self.pool())
+                    .await?;
+                changed.push(result.rows_affected() == 1);
+            }
+            Ok(changed)
+        })
+        .await
     }
 
     /// Up to `limit` entries to finish, oldest first: `remove` entries
@@ -140,16 +146,20 @@ impl Db {
         pending_before: i64,
         limit: u32,
     ) -> Result<Vec<DueCleanup>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT tenant_id, document_id, revision, chunk_count, state FROM vector_cleanups \
-             WHERE (state = 'remove' AND created_at < $1) OR (state = 'pending' AND created_at < $2) \
-             ORDER BY created_at LIMIT $3",
-        )
-        .bind(remove_before)
-        .bind(pending_before)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self
+            .guarded(async {
+                Ok(sqlx::query(
+                    "SELECT tenant_id, document_id, revision, chunk_count, state FROM vector_cleanups \
+                     WHERE (state = 'remove' AND created_at < $1) OR (state = 'pending' AND created_at < $2) \
+                     ORDER BY created_at LIMIT $3",
+                )
+                .bind(remove_before)
+                .bind(pending_before)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?)
+            })
+            .await?;
         rows.iter()
             .map(|row| {
                 let tenant: String = row.try_get(0)?;

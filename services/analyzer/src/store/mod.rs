@@ -21,7 +21,9 @@ use crate::tenants::{Tenant, TenantId, TenantStatus, Tier};
 use crate::usage;
 
 mod cleanups;
+mod guard;
 pub use cleanups::{DueCleanup, VectorRevision};
+pub use guard::{DbGuardConfig, FALLBACK_CONTEXT_AGE, OUTAGE_FALLBACK_LIMIT};
 
 /// The migrations, embedded in the binary. A migration applied by a newer
 /// release is not an error: migrations only add, so an older image runs
@@ -57,6 +59,23 @@ pub enum StoreError {
     /// the sweep, see `cleanups`); nothing was written.
     #[error("the ingest's vectors were claimed for removal before it committed")]
     Abandoned,
+    /// The database's breaker is open: not called (see `guard`).
+    #[error("database circuit open for {retry_after:?}")]
+    Unavailable {
+        /// Time until a call may be tried again.
+        retry_after: Duration,
+    },
+    /// The database did not answer within the call's deadline.
+    #[error("database: no answer within {0:?}")]
+    TimedOut(Duration),
+}
+
+impl StoreError {
+    /// Whether the database could not be reached or did not answer (as
+    /// opposed to answering with an error).
+    pub fn is_outage(&self) -> bool {
+        guard::is_outage(self)
+    }
 }
 
 /// Which database engine is behind the pool.
@@ -83,6 +102,8 @@ pub struct Db {
     /// served, before they take a connection (see [`Db::write_turn`]).
     writers: Option<Arc<tokio::sync::Mutex<()>>>,
     backend: Backend,
+    /// On PostgreSQL: the breaker and deadline of every call.
+    guard: Option<Arc<guard::Guard>>,
 }
 
 /// Search contexts of a database this process alone writes (the server's
@@ -266,12 +287,11 @@ fn target(config: &Config) -> (String, Backend) {
 const BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 5000";
 
 fn pool_options(config: &Config, backend: Backend) -> AnyPoolOptions {
-    let options = AnyPoolOptions::new()
-        .max_connections(config.db_max_connections)
-        .acquire_timeout(Duration::from_secs(5));
+    let options = AnyPoolOptions::new().max_connections(config.db_max_connections);
     if backend != Backend::Sqlite {
-        return options;
+        return options.acquire_timeout(config.db_guard.acquire_timeout);
     }
+    let options = options.acquire_timeout(Duration::from_secs(5));
     // Every connection opened with the pool, by the caller's thread, and
     // kept: each is a thread with the priority of the one that opened it
     // (see `Db::with_standard_pool`), and local connections never go stale.
@@ -324,8 +344,27 @@ impl Db {
             contexts: None,
             _serving: None,
             writers: (backend == Backend::Sqlite).then(Arc::default),
+            guard: (backend == Backend::Postgres).then(|| guard::Guard::new(config.db_guard)),
             backend,
         })
+    }
+
+    /// A PostgreSQL handle whose server is never reached, for the guard's
+    /// unit tests.
+    #[cfg(test)]
+    fn unreachable_for_tests(config: DbGuardConfig) -> Self {
+        sqlx::any::install_default_drivers();
+        Self {
+            pool: AnyPoolOptions::new()
+                .connect_lazy("postgres://postgres@127.0.0.1:9/none")
+                .expect("a lazy pool"),
+            standard: None,
+            contexts: None,
+            _serving: None,
+            writers: None,
+            backend: Backend::Postgres,
+            guard: Some(guard::Guard::new(config)),
+        }
     }
 
     /// For the server on SQLite: make it the database's only server (an
@@ -474,8 +513,11 @@ impl Db {
 
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.guarded(async {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Close the pool, waiting for connections to be returned.
@@ -497,15 +539,19 @@ impl Db {
     ) -> Result<Tenant, StoreError> {
         let now = now_millis();
         let _turn = self.write_turn().await;
-        sqlx::query(
-            "INSERT INTO tenants (id, name, tier, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'active', $4, $4)",
-        )
-        .bind(id.as_str())
-        .bind(name)
-        .bind(tier.as_str())
-        .bind(now)
-        .execute(self.pool())
+        self.guarded(async {
+            sqlx::query(
+                "INSERT INTO tenants (id, name, tier, status, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 'active', $4, $4)",
+            )
+            .bind(id.as_str())
+            .bind(name)
+            .bind(tier.as_str())
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+            Ok(())
+        })
         .await?;
         Ok(Tenant {
             id: id.clone(),
@@ -518,24 +564,30 @@ impl Db {
 
     /// Read one tenant.
     pub async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
-        sqlx::query("SELECT id, name, tier, status, created_at FROM tenants WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(self.pool())
-            .await?
-            .map(|row| tenant_from_row(&row))
-            .transpose()
+        self.guarded(async {
+            sqlx::query("SELECT id, name, tier, status, created_at FROM tenants WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(self.pool())
+                .await?
+                .map(|row| tenant_from_row(&row))
+                .transpose()
+        })
+        .await
     }
 
     /// All tenants, oldest first.
     pub async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
-        sqlx::query(
-            "SELECT id, name, tier, status, created_at FROM tenants ORDER BY created_at, id",
-        )
-        .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(tenant_from_row)
-        .collect()
+        self.guarded(async {
+            sqlx::query(
+                "SELECT id, name, tier, status, created_at FROM tenants ORDER BY created_at, id",
+            )
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(tenant_from_row)
+            .collect()
+        })
+        .await
     }
 
     /// Change tier and/or status; `None` if there is no such tenant.
@@ -546,15 +598,19 @@ impl Db {
         status: Option<TenantStatus>,
     ) -> Result<Option<Tenant>, StoreError> {
         let turn = self.write_turn().await;
-        sqlx::query(
-            "UPDATE tenants SET tier = COALESCE($2, tier), status = COALESCE($3, status), \
-             updated_at = $4 WHERE id = $1",
-        )
-        .bind(id.as_str())
-        .bind(tier.map(Tier::as_str))
-        .bind(status.map(TenantStatus::as_str))
-        .bind(now_millis())
-        .execute(self.pool())
+        self.guarded(async {
+            sqlx::query(
+                "UPDATE tenants SET tier = COALESCE($2, tier), status = COALESCE($3, status), \
+                 updated_at = $4 WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .bind(tier.map(Tier::as_str))
+            .bind(status.map(TenantStatus::as_str))
+            .bind(now_millis())
+            .execute(self.pool())
+            .await?;
+            Ok(())
+        })
         .await?;
         drop(turn);
         self.tenant(id).await
@@ -569,16 +625,19 @@ impl Db {
         id: &str,
     ) -> Result<Option<StoredDocument>, StoreError> {
         let _quota = self.quota().await;
-        sqlx::query(
-            "SELECT id, collection, revision, text, metadata, chunk_count, byte_size, \
-             vector_bytes, created_at, updated_at FROM documents WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(tenant.as_str())
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?
-        .map(|row| document_from_row(&row))
-        .transpose()
+        self.guarded(async {
+            sqlx::query(
+                "SELECT id, collection, revision, text, metadata, chunk_count, byte_size, \
+                 vector_bytes, created_at, updated_at FROM documents WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .map(|row| document_from_row(&row))
+            .transpose()
+        })
+        .await
     }
 
     /// Up to `limit` documents of every tenant, ordered by tenant and id,
@@ -590,21 +649,24 @@ impl Db {
         limit: u32,
     ) -> Result<Vec<(String, StoredDocument)>, StoreError> {
         let _quota = self.quota().await;
-        let (tenant, id) = after.map_or(("", ""), |(t, i)| (t.as_str(), i.as_str()));
-        sqlx::query(
-            "SELECT tenant_id, id, collection, revision, text, metadata, chunk_count, byte_size, \
-             vector_bytes, created_at, updated_at FROM documents \
-             WHERE tenant_id > $1 OR (tenant_id = $1 AND id > $2) \
-             ORDER BY tenant_id, id LIMIT $3",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(i64::from(limit))
-        .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(|row| Ok((row.try_get("tenant_id")?, document_from_row(row)?)))
-        .collect()
+        self.guarded(async {
+            let (tenant, id) = after.map_or(("", ""), |(t, i)| (t.as_str(), i.as_str()));
+            sqlx::query(
+                "SELECT tenant_id, id, collection, revision, text, metadata, chunk_count, byte_size, \
+                 vector_bytes, created_at, updated_at FROM documents \
+                 WHERE tenant_id > $1 OR (tenant_id = $1 AND id > $2) \
+                 ORDER BY tenant_id, id LIMIT $3",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get("tenant_id")?, document_from_row(row)?)))
+            .collect()
+        })
+        .await
     }
 
     /// The current `(revision, chunk_count, vector_bytes)` of those of
@@ -615,26 +677,29 @@ impl Db {
         ids: &[String],
     ) -> Result<HashMap<String, (String, i64, i64)>, StoreError> {
         let _quota = self.quota().await;
-        let mut found = HashMap::new();
-        // One query per id keeps the SQL portable (no array binds in SQLite);
-        // batches are bounded by ANALYZER_MAX_BATCH_DOCUMENTS.
-        for id in ids {
-            let row = sqlx::query(
-                "SELECT revision, chunk_count, vector_bytes FROM documents \
-                 WHERE tenant_id = $1 AND id = $2",
-            )
-            .bind(tenant.as_str())
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-            if let Some(row) = row {
-                found.insert(
-                    id.clone(),
-                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?),
-                );
+        self.guarded(async {
+            let mut found = HashMap::new();
+            // One query per id keeps the SQL portable (no array binds in SQLite);
+            // batches are bounded by ANALYZER_MAX_BATCH_DOCUMENTS.
+            for id in ids {
+                let row = sqlx::query(
+                    "SELECT revision, chunk_count, vector_bytes FROM documents \
+                     WHERE tenant_id = $1 AND id = $2",
+                )
+                .bind(tenant.as_str())
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?;
+                if let Some(row) = row {
+                    found.insert(
+                        id.clone(),
+                        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?),
+                    );
+                }
             }
-        }
-        Ok(found)
+            Ok(found)
+        })
+        .await
     }
 
     /// Insert or replace a batch of documents, all or nothing, and count the
@@ -665,58 +730,61 @@ impl Db {
         vector_budget: u64,
     ) -> Result<Vec<VectorRevision>, StoreError> {
         let _quota = self.quota().await;
-        let (_turn, mut tx) = self.begin_write().await?;
-        // Lock the tenant's row before reading its total (a row lock on
-        // PostgreSQL, the write lock on SQLite): concurrent ingests of one
-        // tenant on any task then see each other's bytes, and each reads
-        // the revision it replaces after the other has committed.
-        bump_generation(&mut tx, tenant).await?;
-        let mut chunks = 0;
-        let mut superseded = Vec::new();
-        for doc in documents {
-            cleanups::commit_pending(&mut tx, tenant, &doc.id, &doc.revision).await?;
-            superseded.extend(cleanups::supersede(&mut tx, tenant, &doc.id).await?);
-            sqlx::query(
-                "INSERT INTO documents (tenant_id, id, collection, revision, text, metadata, \
-                 chunk_count, byte_size, vector_bytes, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $10, $4, $5, $6, $7, $8, $9, $9) \
-                 ON CONFLICT (tenant_id, id) DO UPDATE SET collection = excluded.collection, \
-                 revision = excluded.revision, text = excluded.text, metadata = excluded.metadata, \
-                 chunk_count = excluded.chunk_count, byte_size = excluded.byte_size, \
-                 vector_bytes = excluded.vector_bytes, updated_at = excluded.updated_at",
-            )
-            .bind(tenant.as_str())
-            .bind(&doc.id)
-            .bind(&doc.collection)
-            .bind(&doc.text)
-            .bind(doc.metadata.to_string())
-            .bind(doc.chunk_count)
-            .bind(doc.byte_size)
-            .bind(doc.vector_bytes)
-            .bind(doc.updated_at)
-            .bind(&doc.revision)
-            .execute(&mut *tx)
-            .await?;
-            chunks += doc.chunk_count;
-        }
-        let stored = storage_totals(&mut tx, tenant).await?.vector_bytes;
-        if u64::try_from(stored).unwrap_or(0) > vector_budget {
-            tx.rollback().await?;
-            return Err(StoreError::OverQuota {
-                stored,
-                budget: vector_budget,
-            });
-        }
-        let ingested = i64::try_from(documents.len()).unwrap_or(i64::MAX);
-        let hour = usage::current_hour();
-        for (metric, value) in [
-            (usage::metrics::DOCUMENTS_INGESTED, ingested),
-            (usage::metrics::CHUNKS_INGESTED, chunks),
-        ] {
-            add_usage(&mut tx, tenant, metric, hour, value).await?;
-        }
-        tx.commit().await?;
-        Ok(superseded)
+        self.guarded(async {
+            let (_turn, mut tx) = self.begin_write().await?;
+            // Lock the tenant's row before reading its total (a row lock on
+            // PostgreSQL, the write lock on SQLite): concurrent ingests of one
+            // tenant on any task then see each other's bytes, and each reads
+            // the revision it replaces after the other has committed.
+            bump_generation(&mut tx, tenant).await?;
+            let mut chunks = 0;
+            let mut superseded = Vec::new();
+            for doc in documents {
+                cleanups::commit_pending(&mut tx, tenant, &doc.id, &doc.revision).await?;
+                superseded.extend(cleanups::supersede(&mut tx, tenant, &doc.id).await?);
+                sqlx::query(
+                    "INSERT INTO documents (tenant_id, id, collection, revision, text, metadata, \
+                     chunk_count, byte_size, vector_bytes, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $10, $4, $5, $6, $7, $8, $9, $9) \
+                     ON CONFLICT (tenant_id, id) DO UPDATE SET collection = excluded.collection, \
+                     revision = excluded.revision, text = excluded.text, metadata = excluded.metadata, \
+                     chunk_count = excluded.chunk_count, byte_size = excluded.byte_size, \
+                     vector_bytes = excluded.vector_bytes, updated_at = excluded.updated_at",
+                )
+                .bind(tenant.as_str())
+                .bind(&doc.id)
+                .bind(&doc.collection)
+                .bind(&doc.text)
+                .bind(doc.metadata.to_string())
+                .bind(doc.chunk_count)
+                .bind(doc.byte_size)
+                .bind(doc.vector_bytes)
+                .bind(doc.updated_at)
+                .bind(&doc.revision)
+                .execute(&mut *tx)
+                .await?;
+                chunks += doc.chunk_count;
+            }
+            let stored = storage_totals(&mut tx, tenant).await?.vector_bytes;
+            if u64::try_from(stored).unwrap_or(0) > vector_budget {
+                tx.rollback().await?;
+                return Err(StoreError::OverQuota {
+                    stored,
+                    budget: vector_budget,
+                });
+            }
+            let ingested = i64::try_from(documents.len()).unwrap_or(i64::MAX);
+            let hour = usage::current_hour();
+            for (metric, value) in [
+                (usage::metrics::DOCUMENTS_INGESTED, ingested),
+                (usage::metrics::CHUNKS_INGESTED, chunks),
+            ] {
+                add_usage(&mut tx, tenant, metric, hour, value).await?;
+            }
+            tx.commit().await?;
+            Ok(superseded)
+        })
+        .await
     }
 
     /// Delete one document, recording its revision's vectors for removal
@@ -728,20 +796,23 @@ impl Db {
     ) -> Result<Option<VectorRevision>, StoreError> {
         self.writing(tenant, async {
             let _quota = self.quota().await;
-            let (_turn, mut tx) = self.begin_write().await?;
-            // The tenant's row first, as every write of its documents locks it.
-            bump_generation(&mut tx, tenant).await?;
-            let Some(old) = cleanups::supersede(&mut tx, tenant, id).await? else {
-                tx.rollback().await?;
-                return Ok(None);
-            };
-            sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant.as_str())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(Some(old))
+            self.guarded(async {
+                let (_turn, mut tx) = self.begin_write().await?;
+                // The tenant's row first, as every write of its documents locks it.
+                bump_generation(&mut tx, tenant).await?;
+                let Some(old) = cleanups::supersede(&mut tx, tenant, id).await? else {
+                    tx.rollback().await?;
+                    return Ok(None);
+                };
+                sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Some(old))
+            })
+            .await
         })
         .await
     }
@@ -758,21 +829,24 @@ impl Db {
             return Ok(HashMap::new());
         }
         let _quota = self.quota().await;
-        let placeholders: Vec<String> = (2..ids.len() + 2).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT id, revision FROM documents WHERE tenant_id = $1 AND id IN ({})",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.as_str());
-        for id in ids {
-            query = query.bind(*id);
-        }
-        query
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect()
+        self.guarded(async {
+            let placeholders: Vec<String> = (2..ids.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id, revision FROM documents WHERE tenant_id = $1 AND id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.as_str());
+            for id in ids {
+                query = query.bind(*id);
+            }
+            query
+                .fetch_all(self.pool())
+                .await?
+                .iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect()
+        })
+        .await
     }
 
     /// Mark the tenant's data as changed (after a change made outside a
@@ -780,10 +854,13 @@ impl Db {
     pub async fn bump_generation(&self, tenant: &TenantId) -> Result<(), StoreError> {
         self.writing(tenant, async {
             let _quota = self.quota().await;
-            let (_turn, mut tx) = self.begin_write().await?;
-            bump_generation(&mut tx, tenant).await?;
-            tx.commit().await?;
-            Ok(())
+            self.guarded(async {
+                let (_turn, mut tx) = self.begin_write().await?;
+                bump_generation(&mut tx, tenant).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await
         })
         .await
     }
@@ -800,10 +877,20 @@ impl Db {
             Some(Err(epoch)) => epoch,
             None => 0,
         };
-        let read = self.read_search_context(tenant, collection).await?;
+        let read = match self.read_search_context(tenant, collection).await {
+            Ok(read) => read,
+            // While the database is unreachable, the context this task
+            // read last stands in if it is recent enough (`guard`): cached
+            // results stay reachable, and nothing is written meanwhile.
+            Err(e) if guard::is_outage(&e) => {
+                return self.fallback_context(tenant, collection).ok_or(e);
+            }
+            Err(e) => return Err(e),
+        };
         if let Some(contexts) = &self.contexts {
             contexts.store(tenant, collection, epoch, read);
         }
+        self.remember_context(tenant, collection, read);
         Ok(read)
     }
 
@@ -813,31 +900,35 @@ impl Db {
         collection: &str,
     ) -> Result<SearchContext, StoreError> {
         let _quota = self.quota().await;
-        let row = sqlx::query(
-            "SELECT data_generation, CAST(CASE WHEN EXISTS (SELECT 1 FROM documents \
-             WHERE tenant_id = $1 AND collection = $2) THEN 1 ELSE 0 END AS BIGINT) \
-             FROM tenants WHERE id = $1",
-        )
-        .bind(tenant.as_str())
-        .bind(collection)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(match row {
-            Some(row) => SearchContext {
-                generation: row.try_get(0)?,
-                collection_exists: row.try_get::<i64, _>(1)? == 1,
-            },
-            None => SearchContext {
-                generation: 0,
-                collection_exists: false,
-            },
+        self.guarded(async {
+            let row = sqlx::query(
+                "SELECT data_generation, CAST(CASE WHEN EXISTS (SELECT 1 FROM documents \
+                 WHERE tenant_id = $1 AND collection = $2) THEN 1 ELSE 0 END AS BIGINT) \
+                 FROM tenants WHERE id = $1",
+            )
+            .bind(tenant.as_str())
+            .bind(collection)
+            .fetch_optional(self.pool())
+            .await?;
+            Ok(match row {
+                Some(row) => SearchContext {
+                    generation: row.try_get(0)?,
+                    collection_exists: row.try_get::<i64, _>(1)? == 1,
+                },
+                None => SearchContext {
+                    generation: 0,
+                    collection_exists: false,
+                },
+            })
         })
+        .await
     }
 
     /// What a tenant has stored.
     pub async fn storage_totals(&self, tenant: &TenantId) -> Result<StorageTotals, StoreError> {
         let _quota = self.quota().await;
-        storage_totals(&mut *self.pool().acquire().await?, tenant).await
+        self.guarded(async { storage_totals(&mut *self.pool().acquire().await?, tenant).await })
+            .await
     }
 
     // ---- usage ---------------------------------------------------------
@@ -848,30 +939,37 @@ impl Db {
         if batch.is_empty() {
             return Ok(());
         }
-        let (_turn, mut tx) = self.begin_write().await?;
-        for ((tenant, metric, hour), value) in batch {
-            add_usage(&mut tx, tenant, metric, *hour, *value).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.guarded(async {
+            let (_turn, mut tx) = self.begin_write().await?;
+            for ((tenant, metric, hour), value) in batch {
+                add_usage(&mut tx, tenant, metric, *hour, *value).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Every tenant's ledger summed over hours `[from, to)`, and what each
     /// stores now. Tenants with no usage in the period are left out.
     pub async fn usage_report(&self, from: i64, to: i64) -> Result<Vec<LedgerRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT l.tenant_id, t.name, t.tier, l.metric, CAST(SUM(l.value) AS BIGINT), \
+        let rows = self
+            .guarded(async {
+                Ok(sqlx::query(
+                    "SELECT l.tenant_id, t.name, t.tier, l.metric, CAST(SUM(l.value) AS BIGINT), \
                     CAST(COALESCE((SELECT SUM(d.byte_size + d.vector_bytes) FROM documents d \
                                    WHERE d.tenant_id = l.tenant_id), 0) AS BIGINT) \
              FROM usage_ledger l JOIN tenants t ON t.id = l.tenant_id \
              WHERE l.hour >= $1 AND l.hour < $2 \
              GROUP BY l.tenant_id, t.name, t.tier, l.metric \
              ORDER BY t.name, l.tenant_id, l.metric",
-        )
-        .bind(from)
-        .bind(to)
-        .fetch_all(self.pool())
-        .await?;
+                )
+                .bind(from)
+                .bind(to)
+                .fetch_all(self.pool())
+                .await?)
+            })
+            .await?;
         rows.iter()
             .map(|row| {
                 let tier: String = row.try_get(2)?;
@@ -892,13 +990,16 @@ impl Db {
     /// A tenant's usage counters.
     pub async fn usage(&self, tenant: &TenantId) -> Result<HashMap<String, i64>, StoreError> {
         let _quota = self.quota().await;
-        let rows = sqlx::query("SELECT metric, value FROM usage_counters WHERE tenant_id = $1")
-            .bind(tenant.as_str())
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?)))
-            .collect()
+        self.guarded(async {
+            let rows = sqlx::query("SELECT metric, value FROM usage_counters WHERE tenant_id = $1")
+                .bind(tenant.as_str())
+                .fetch_all(self.pool())
+                .await?;
+            rows.iter()
+                .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?)))
+                .collect()
+        })
+        .await
     }
 }
 

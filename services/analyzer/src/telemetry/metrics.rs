@@ -339,6 +339,22 @@ pub fn observe(state: Weak<AppInner>) {
         .build();
     let s = state.clone();
     meter
+        .u64_observable_gauge("analyzer_db_breaker_state")
+        .with_description(
+            "The database circuit breaker's state: 1 for the current one (PostgreSQL only).",
+        )
+        .with_callback(move |o| {
+            if let Some(state) = s.upgrade()
+                && let Some(current) = state.db.breaker_state()
+            {
+                for name in ["closed", "half_open", "open"] {
+                    o.observe(u64::from(name == current), &[KeyValue::new("state", name)]);
+                }
+            }
+        })
+        .build();
+    let s = state.clone();
+    meter
         .u64_observable_gauge("analyzer_vector_maintenance_pending")
         .with_description("The embedded vector store: 1 while writes wait for a flush or its segments for the optimizers (HNSW indexing, merges), else 0 (absent with a Qdrant server).")
         .with_callback(move |o| {

@@ -35,6 +35,11 @@ pub mod messages {
     pub const BREAKER_OPENED: &str = "vector store circuit opened";
     /// The breaker closed again (info).
     pub const BREAKER_CLOSED: &str = "vector store circuit closed";
+    /// The database's breaker opened: requests that need the database
+    /// answer 503 at once (error, `open_for_s`).
+    pub const DB_BREAKER_OPENED: &str = "database circuit opened";
+    /// The database's breaker closed again (info).
+    pub const DB_BREAKER_CLOSED: &str = "database circuit closed";
     /// An answer of `/v1/analyze` (info, `model`, `outcome`, `duration_ms`).
     pub const LLM_ANSWER: &str = "llm answer";
 }

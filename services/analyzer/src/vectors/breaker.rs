@@ -55,6 +55,8 @@ enum State {
 pub struct Breaker {
     config: BreakerConfig,
     state: Mutex<State>,
+    /// The log messages of its transitions (alarms count them).
+    messages: (&'static str, &'static str),
 }
 
 /// Permission to make one call; report its outcome with [`Breaker::record`].
@@ -64,12 +66,20 @@ pub struct Ticket {
 }
 
 impl Breaker {
-    /// A closed breaker.
+    /// A closed breaker, logging the vector store's transition messages.
     pub fn new(config: BreakerConfig) -> Self {
         Self {
             config,
             state: Mutex::new(State::Closed { failures: 0 }),
+            messages: (OPENED, CLOSED),
         }
+    }
+
+    /// The same, logging `opened` and `closed` on its transitions: for a
+    /// breaker in front of another dependency.
+    pub fn with_messages(mut self, opened: &'static str, closed: &'static str) -> Self {
+        self.messages = (opened, closed);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -133,10 +143,14 @@ impl Breaker {
         match (before, *state) {
             (State::Open { .. }, State::Open { .. }) => {}
             (_, State::Open { .. }) => {
-                tracing::error!(open_for_s = self.config.open_for.as_secs(), "{OPENED}")
+                tracing::error!(
+                    open_for_s = self.config.open_for.as_secs(),
+                    "{}",
+                    self.messages.0
+                )
             }
             (State::Open { .. } | State::HalfOpen { .. }, State::Closed { .. }) => {
-                tracing::info!("{CLOSED}");
+                tracing::info!("{}", self.messages.1);
             }
             _ => {}
         }
