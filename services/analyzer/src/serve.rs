@@ -218,15 +218,17 @@ struct Activity {
     in_flight: AtomicU32,
     /// The last byte read or response finished.
     last: AtomicU64,
-    /// Woken when a head begins to arrive.
-    head_started: Notify,
+    /// Woken when a head begins to arrive or a request finishes, so that
+    /// the watchdog's next check is timed from then.
+    changed: Notify,
 }
 
 /// The watchdog's reading of a connection.
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
-    /// A request is in progress, or its head is arriving within the bound.
-    Busy,
+    /// A request is in progress, or its head is arriving within the bound:
+    /// look again after `recheck` (or when the connection's state changes).
+    Busy { recheck: Duration },
     /// Nothing in progress or arriving.
     Idle { for_: Duration },
     /// A head has been arriving for longer than allowed.
@@ -240,7 +242,7 @@ impl Activity {
             head_since: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
             last: AtomicU64::new(0),
-            head_started: Notify::new(),
+            changed: Notify::new(),
         }
     }
 
@@ -257,7 +259,7 @@ impl Activity {
                 .compare_exchange(0, now + 1, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            self.head_started.notify_one();
+            self.changed.notify_one();
         }
     }
 
@@ -269,21 +271,24 @@ impl Activity {
     fn request_finished(&self) {
         self.last.store(self.now(), Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.changed.notify_one();
     }
 
-    fn verdict(&self, header_read_timeout: Duration) -> Verdict {
+    fn verdict(&self, config: &ServerConfig) -> Verdict {
         let now = self.now();
         let head = self.head_since.load(Ordering::Relaxed);
         if head != 0 {
             let arriving = Duration::from_millis(now.saturating_sub(head - 1));
-            return if arriving > header_read_timeout {
-                Verdict::HeadTooSlow
-            } else {
-                Verdict::Busy
+            return match config.header_read_timeout.checked_sub(arriving) {
+                Some(left) if !left.is_zero() => Verdict::Busy { recheck: left },
+                _ => Verdict::HeadTooSlow,
             };
         }
         if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return Verdict::Busy;
+            // Its end wakes the watchdog; this is only a backstop.
+            return Verdict::Busy {
+                recheck: config.idle_timeout,
+            };
         }
         let last = self.last.load(Ordering::Relaxed);
         Verdict::Idle {
@@ -337,7 +342,7 @@ async fn connection(
     let mut closing = *close.borrow();
     let mut shut = false;
     loop {
-        let wait = match activity.verdict(config.header_read_timeout) {
+        let wait = match activity.verdict(&config) {
             Verdict::HeadTooSlow => {
                 tracing::debug!("closing a connection whose request header did not arrive in time");
                 return;
@@ -350,8 +355,8 @@ async fn connection(
                 Duration::from_millis(50)
             }
             Verdict::Idle { for_ } => config.idle_timeout - for_,
-            Verdict::Busy if closing => Duration::from_millis(50),
-            Verdict::Busy => config.header_read_timeout.min(config.idle_timeout),
+            Verdict::Busy { .. } if closing => Duration::from_millis(50),
+            Verdict::Busy { recheck } => recheck,
         };
         tokio::select! {
             served = conn.as_mut() => {
@@ -361,7 +366,7 @@ async fn connection(
                 return;
             }
             () = tokio::time::sleep(wait) => {}
-            () = activity.head_started.notified() => {}
+            () = activity.changed.notified() => {}
             changed = close.changed(), if !closing => {
                 closing = changed.is_err() || *close.borrow();
             }
@@ -463,40 +468,51 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_is_idle_only_with_nothing_in_progress_or_arriving() {
         let activity = Activity::new();
-        let header = Duration::from_secs(10);
+        let config = ServerConfig {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 1,
+            drain_grace: Duration::ZERO,
+        };
         tokio::time::advance(Duration::from_secs(3)).await;
         assert_eq!(
-            activity.verdict(header),
+            activity.verdict(&config),
             Verdict::Idle {
                 for_: Duration::from_secs(3)
             }
         );
         activity.bytes_read();
+        tokio::time::advance(Duration::from_secs(4)).await;
         assert_eq!(
-            activity.verdict(header),
-            Verdict::Busy,
-            "a head is arriving"
+            activity.verdict(&config),
+            Verdict::Busy {
+                recheck: Duration::from_secs(6)
+            },
+            "a head is arriving: looked at again when its time is up"
         );
-        tokio::time::advance(Duration::from_secs(11)).await;
-        assert_eq!(activity.verdict(header), Verdict::HeadTooSlow);
+        tokio::time::advance(Duration::from_secs(7)).await;
+        assert_eq!(activity.verdict(&config), Verdict::HeadTooSlow);
+        let in_progress = Verdict::Busy {
+            recheck: Duration::from_secs(75),
+        };
         activity.request_started();
-        assert_eq!(activity.verdict(header), Verdict::Busy, "in progress");
+        assert_eq!(activity.verdict(&config), in_progress);
         activity.bytes_read();
         assert_eq!(
-            activity.verdict(header),
-            Verdict::Busy,
+            activity.verdict(&config),
+            in_progress,
             "body bytes are not a new head"
         );
-        tokio::time::advance(Duration::from_secs(60)).await;
+        tokio::time::advance(Duration::from_secs(600)).await;
         assert_eq!(
-            activity.verdict(header),
-            Verdict::Busy,
+            activity.verdict(&config),
+            in_progress,
             "a long request is not idle"
         );
         activity.request_finished();
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(
-            activity.verdict(header),
+            activity.verdict(&config),
             Verdict::Idle {
                 for_: Duration::from_secs(2)
             }
