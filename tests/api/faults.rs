@@ -289,8 +289,7 @@ fn host_port(url: &str) -> &str {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn while_the_database_is_unreachable_requests_fail_fast_cached_searches_answer_and_it_recovers()
- {
+async fn while_the_database_is_unreachable_requests_fail_fast_searches_answer_and_it_recovers() {
     let Some(pg) = PgDatabase::create().await else {
         return;
     };
@@ -371,17 +370,16 @@ async fn while_the_database_is_unreachable_requests_fail_fast_cached_searches_an
         "a cached search took {took:?}"
     );
     eprintln!("database unreachable: a cached search answered 200 in {took:?}");
-    let (status, took, _, body) = timed(
+    // A new search needs only the vector store: the tenant has nothing
+    // unsettled, so its hits need no check against the database.
+    let (status, _, _, body) = timed(
         reqwest::Method::POST,
         "/v1/search",
         Some(&json!({"query": "turbines spin over the ridge"})),
     )
     .await;
-    assert_eq!(status, 503, "{body}");
-    assert!(
-        took < Duration::from_millis(100),
-        "an uncached search took {took:?}"
-    );
+    assert_eq!((status, &body["cached"]), (200, &json!(false)), "{body}");
+    assert_eq!(body["hits"][0]["document_id"], "kept", "{body}");
     let lost = json!({"documents": [{"id": "during", "text": TEXT}]});
     let (status, took, _, body) = timed(reqwest::Method::POST, "/v1/documents", Some(&lost)).await;
     assert_eq!(status, 503, "{body}");

@@ -265,6 +265,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .context("DATABASE_URL: cannot open the standard tier's connections")?
         .with_context_cache(&config.data_dir)
         .context("ANALYZER_DATA_DIR")?;
+    db.load_unsettled()
+        .await
+        .context("reading the vector journal")?;
     let auth = Authenticator::from_config(&config)?;
     let (embedder, analyst): (Arc<dyn Embedder>, Arc<dyn Analyst>) = match &config.openai {
         Some(openai) => {

@@ -478,10 +478,25 @@ async fn abandon(
     revisions: &[VectorRevision],
 ) {
     match db.claim_pending(tenant, revisions).await {
-        Ok(claimed) => remove_revisions(db, vectors, tenant, &claimed).await,
+        Ok(claimed) => {
+            forget_cached(db, tenant, &claimed).await;
+            remove_revisions(db, vectors, tenant, &claimed).await;
+        }
         Err(e) => {
             tracing::warn!(error = %e, "could not give up a failed ingest's vectors; the sweep will");
         }
+    }
+}
+
+/// After giving up on pending revisions, whose chunks a search may have
+/// seen and cached while they were in flight: make such entries
+/// unreachable (the tenant's data generation moves on).
+async fn forget_cached(db: &Db, tenant: &TenantId, claimed: &[VectorRevision]) {
+    if claimed.is_empty() {
+        return;
+    }
+    if let Err(e) = db.bump_generation(tenant).await {
+        tracing::warn!(error = %e, "could not move the data generation past given-up revisions");
     }
 }
 
@@ -524,6 +539,7 @@ pub async fn sweep(
         let claimed;
         let to_remove = if entry.pending {
             claimed = db.claim_pending(&entry.tenant, revisions).await?;
+            forget_cached(db, &entry.tenant, &claimed).await;
             &claimed[..]
         } else {
             revisions

@@ -14,7 +14,7 @@ use crate::cache::{Cache, CacheStats};
 use crate::documents::{DEFAULT_COLLECTION, collection_name, field_name};
 use crate::embed::{Embedder, Embedding, VectorSpace};
 use crate::error::ServiceError;
-use crate::store::Db;
+use crate::store::{Db, SettledMark};
 use crate::tenants::TenantId;
 use crate::usage::UsageRecorder;
 use crate::vectors::{ChunkHit, FilterValue, SearchQuery, VectorStore};
@@ -281,12 +281,21 @@ impl Retriever<'_> {
     /// chunks of an ingest in flight, of one that failed or whose task
     /// died, or of a superseded revision until they are removed. None of
     /// those is shown. (Points written before the revision was stored with
-    /// them are checked against the document alone.)
+    /// them are checked against the document alone.) The check is a
+    /// database read, skipped where the store knows the tenant had nothing
+    /// unsettled during the search (`store::cleanups`).
     async fn committed_only(
         &self,
         tenant: &TenantId,
         mut hits: Vec<ChunkHit>,
+        before: SettledMark,
     ) -> Result<Vec<ChunkHit>, ServiceError> {
+        if self.db.stayed_settled(tenant, before) {
+            for hit in &mut hits {
+                hit.revision = None;
+            }
+            return Ok(hits);
+        }
         let mut ids: Vec<&str> = hits.iter().map(|h| h.document_id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -338,6 +347,7 @@ impl Retriever<'_> {
         }
 
         let vector = self.query_vector(tenant, &retrieval.query).await?;
+        let mark = self.db.settled_mark(tenant, &context);
         let hits = self
             .vectors
             .search(
@@ -350,7 +360,7 @@ impl Retriever<'_> {
                 },
             )
             .await?;
-        let hits = self.committed_only(tenant, hits).await?;
+        let hits = self.committed_only(tenant, hits, mark).await?;
 
         // Stored before answering (bounded by the cache's short timeout), so
         // a result is cached once its response has been sent.

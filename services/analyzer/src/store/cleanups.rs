@@ -20,10 +20,26 @@
 //!
 //! An entry is deleted only after its vectors are. Removing vectors is
 //! idempotent, so two tasks sweeping one entry do no harm.
+//!
+//! A search shows only committed revisions, which costs a database read
+//! per search, so it is made only where something may be unsettled:
+//! - on the SQLite server, the database's only writer, the journal's
+//!   entries are counted in memory ([`Unsettled`]): a search of a tenant
+//!   that had none before it searched, and began none while it searched,
+//!   saw only committed, current revisions;
+//! - on PostgreSQL, written by every task, the search context says whether
+//!   the tenant had entries when it was read (in the same query). One that
+//!   begins during a search is an ingest in flight, whose chunks the search
+//!   may show as it would once the ingest commits; if the ingest fails
+//!   instead, giving it up bumps the tenant's data generation, so no
+//!   cached result keeps them.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use sqlx::Row as _;
 
-use super::{Db, StoreError, now_millis};
+use super::{Db, SearchContext, StoreError, now_millis};
 use crate::tenants::TenantId;
 
 /// One revision of a document's vectors: chunks `0..chunk_count`.
@@ -48,10 +64,119 @@ pub struct DueCleanup {
     pub pending: bool,
 }
 
+/// On the SQLite server: each tenant's journal entries, counted as this
+/// process (its only writer) makes them, raised before an entry can exist
+/// and lowered after it is gone; and a sequence raised with every rise.
+#[derive(Debug, Default)]
+pub(super) struct Unsettled {
+    tenants: Mutex<HashMap<TenantId, (u64, u64)>>,
+}
+
+impl Unsettled {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, (u64, u64)>> {
+        self.tenants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn rise(&self, tenant: &TenantId, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut tenants = self.lock();
+        let (count, seq) = tenants.entry(tenant.clone()).or_default();
+        *count += n;
+        *seq += 1;
+    }
+
+    pub(super) fn fall(&self, tenant: &TenantId, n: u64) {
+        let mut tenants = self.lock();
+        if let Some((count, _)) = tenants.get_mut(tenant) {
+            *count = count.saturating_sub(n);
+        }
+    }
+
+    /// The tenant's sequence if it has no entry now.
+    fn settled(&self, tenant: &TenantId) -> Option<u64> {
+        match self.lock().get(tenant) {
+            None => Some(0),
+            Some((0, seq)) => Some(*seq),
+            Some(_) => None,
+        }
+    }
+}
+
+/// What a search notes before it runs, to tell afterwards whether it can
+/// have seen anything but committed, current revisions.
+#[derive(Debug, Clone, Copy)]
+pub enum SettledMark {
+    /// SQLite: the tenant's sequence when it had no entry, else nothing.
+    Counted(Option<u64>),
+    /// PostgreSQL: whether the context found the tenant without entries.
+    Read(bool),
+}
+
 const PENDING: &str = "pending";
 const REMOVE: &str = "remove";
 
 impl Db {
+    /// Before a search, with the context it read: whether the tenant had
+    /// no journal entry.
+    pub fn settled_mark(&self, tenant: &TenantId, context: &SearchContext) -> SettledMark {
+        match &self.unsettled {
+            Some(unsettled) => SettledMark::Counted(unsettled.settled(tenant)),
+            None => SettledMark::Read(!context.unsettled),
+        }
+    }
+
+    /// After a search: whether its hits need no check against the
+    /// database (see the module's documentation).
+    pub fn stayed_settled(&self, tenant: &TenantId, mark: SettledMark) -> bool {
+        match (&self.unsettled, mark) {
+            (Some(unsettled), SettledMark::Counted(Some(before))) => {
+                unsettled.settled(tenant) == Some(before)
+            }
+            (None, SettledMark::Read(settled)) => settled,
+            _ => false,
+        }
+    }
+
+    /// On the SQLite server: count the journal's entries left by the last
+    /// run (a crash), before serving.
+    pub async fn load_unsettled(&self) -> Result<(), StoreError> {
+        let Some(unsettled) = &self.unsettled else {
+            return Ok(());
+        };
+        let rows = sqlx::query(
+            "SELECT tenant_id, CAST(COUNT(*) AS BIGINT) FROM vector_cleanups GROUP BY tenant_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let tenant: String = row.try_get(0)?;
+            let count: i64 = row.try_get(1)?;
+            let tenant: TenantId = tenant.parse().map_err(|e: crate::tenants::InvalidValue| {
+                StoreError::Corrupt(format!("vector_cleanups.tenant_id: {e}"))
+            })?;
+            unsettled.rise(&tenant, u64::try_from(count).unwrap_or(0));
+        }
+        Ok(())
+    }
+
+    /// Raise the tenant's count of entries (before they can exist).
+    pub(super) fn unsettle(&self, tenant: &TenantId, n: usize) {
+        if let Some(unsettled) = &self.unsettled {
+            unsettled.rise(tenant, n as u64);
+        }
+    }
+
+    /// Lower it (after they are gone).
+    pub(super) fn settle(&self, tenant: &TenantId, n: usize) {
+        if let Some(unsettled) = &self.unsettled {
+            unsettled.fall(tenant, n as u64);
+        }
+    }
+
     /// Record the revisions an ingest is about to write, before it writes
     /// any vector.
     pub async fn record_pending(
@@ -60,6 +185,19 @@ impl Db {
         revisions: &[VectorRevision],
     ) -> Result<(), StoreError> {
         let _quota = self.quota().await;
+        self.unsettle(tenant, revisions.len());
+        let recorded = self.record_pending_tx(tenant, revisions).await;
+        if recorded.is_err() {
+            self.settle(tenant, revisions.len());
+        }
+        recorded
+    }
+
+    async fn record_pending_tx(
+        &self,
+        tenant: &TenantId,
+        revisions: &[VectorRevision],
+    ) -> Result<(), StoreError> {
         self.guarded(async {
             let (_turn, mut tx) = self.begin_write().await?;
             let now = now_millis();
@@ -102,13 +240,15 @@ impl Db {
         tenant: &TenantId,
         revisions: &[VectorRevision],
     ) -> Result<(), StoreError> {
-        self.each_revision(
-            "DELETE FROM vector_cleanups \
-             WHERE tenant_id = $1 AND document_id = $2 AND revision = $3 AND state = 'remove'",
-            tenant,
-            revisions,
-        )
-        .await?;
+        let deleted = self
+            .each_revision(
+                "DELETE FROM vector_cleanups \
+                 WHERE tenant_id = $1 AND document_id = $2 AND revision = $3 AND state = 'remove'",
+                tenant,
+                revisions,
+            )
+            .await?;
+        self.settle(tenant, deleted.iter().filter(|d| **d).count());
         Ok(())
     }
 

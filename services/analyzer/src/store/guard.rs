@@ -42,6 +42,9 @@ pub const OUTAGE_FALLBACK_LIMIT: Duration = Duration::from_secs(60);
 /// Most contexts kept for a fallback.
 const MAX_FALLBACK_CONTEXTS: usize = 100_000;
 
+/// Each tenant's last search context read per collection, with when.
+type KnownContexts = HashMap<TenantId, HashMap<String, (SearchContext, u64)>>;
+
 /// The breaker and what was last read, shared by every clone of a [`Db`].
 #[derive(Debug)]
 pub(super) struct Guard {
@@ -52,8 +55,10 @@ pub(super) struct Guard {
     /// When the database last answered a call, in milliseconds.
     last_answer: AtomicU64,
     /// The last search context read for each tenant and collection, and
-    /// when.
-    contexts: Mutex<HashMap<(TenantId, String), (SearchContext, u64)>>,
+    /// when (updated in place: a search allocates nothing here).
+    contexts: Mutex<KnownContexts>,
+    /// How many contexts `contexts` holds.
+    held: std::sync::atomic::AtomicUsize,
 }
 
 impl Guard {
@@ -67,6 +72,7 @@ impl Guard {
             created: Instant::now(),
             last_answer: AtomicU64::new(0),
             contexts: Mutex::new(HashMap::new()),
+            held: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -75,9 +81,7 @@ impl Guard {
         u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn contexts(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(TenantId, String), (SearchContext, u64)>> {
+    fn contexts(&self) -> std::sync::MutexGuard<'_, KnownContexts> {
         self.contexts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -148,14 +152,21 @@ impl Db {
         let Some(guard) = &self.guard else {
             return;
         };
+        let now = guard.millis();
         let mut contexts = guard.contexts();
-        if contexts.len() >= MAX_FALLBACK_CONTEXTS {
-            contexts.clear();
+        if let Some(known) = contexts.get_mut(tenant).and_then(|t| t.get_mut(collection)) {
+            *known = (context, now);
+            return;
         }
-        contexts.insert(
-            (tenant.clone(), collection.to_owned()),
-            (context, guard.millis()),
-        );
+        if guard.held.load(Ordering::Relaxed) >= MAX_FALLBACK_CONTEXTS {
+            contexts.clear();
+            guard.held.store(0, Ordering::Relaxed);
+        }
+        contexts
+            .entry(tenant.clone())
+            .or_default()
+            .insert(collection.to_owned(), (context, now));
+        guard.held.fetch_add(1, Ordering::Relaxed);
     }
 
     /// While the database is unreachable: the context last read for this
@@ -169,8 +180,7 @@ impl Db {
     ) -> Option<SearchContext> {
         let guard = self.guard.as_ref()?;
         let last_answer = guard.last_answer.load(Ordering::Relaxed);
-        let key = (tenant.clone(), collection.to_owned());
-        let (context, read_at) = *guard.contexts().get(&key)?;
+        let (context, read_at) = *guard.contexts().get(tenant)?.get(collection)?;
         let before_answer = Duration::from_millis(last_answer.saturating_sub(read_at));
         let age = Duration::from_millis(guard.millis().saturating_sub(read_at));
         (before_answer <= FALLBACK_CONTEXT_AGE && age <= OUTAGE_FALLBACK_LIMIT).then_some(context)
@@ -230,6 +240,7 @@ mod tests {
         let context = SearchContext {
             generation: 7,
             collection_exists: true,
+            unsettled: false,
         };
         tokio::time::advance(Duration::from_secs(1)).await;
         db.remember_context(&tenant, "default", context);

@@ -22,7 +22,7 @@ use crate::usage;
 
 mod cleanups;
 mod guard;
-pub use cleanups::{DueCleanup, VectorRevision};
+pub use cleanups::{DueCleanup, SettledMark, VectorRevision};
 pub use guard::{DbGuardConfig, FALLBACK_CONTEXT_AGE, OUTAGE_FALLBACK_LIMIT};
 
 /// The migrations, embedded in the binary. A migration applied by a newer
@@ -96,6 +96,9 @@ pub struct Db {
     /// On SQLite in the server, its only writer: search contexts kept in
     /// memory (see [`Contexts`]).
     contexts: Option<Arc<Contexts>>,
+    /// On SQLite in the server, its only writer: the vector journal's
+    /// entries counted in memory (see `cleanups`).
+    unsettled: Option<Arc<cleanups::Unsettled>>,
     /// The lock that makes this server the SQLite file's only one.
     _serving: Option<Arc<std::fs::File>>,
     /// On SQLite: this process's writers take turns here, first come first
@@ -216,6 +219,9 @@ pub struct SearchContext {
     pub generation: i64,
     /// Whether the tenant has any document in the collection.
     pub collection_exists: bool,
+    /// Whether the vector journal had entries of the tenant's when this
+    /// was read (see `cleanups`): then a search checks its hits.
+    pub unsettled: bool,
 }
 
 /// One tenant's sum of one counter over a period.
@@ -342,6 +348,7 @@ impl Db {
             pool,
             standard: None,
             contexts: None,
+            unsettled: None,
             _serving: None,
             writers: (backend == Backend::Sqlite).then(Arc::default),
             guard: (backend == Backend::Postgres).then(|| guard::Guard::new(config.db_guard)),
@@ -360,6 +367,7 @@ impl Db {
                 .expect("a lazy pool"),
             standard: None,
             contexts: None,
+            unsettled: None,
             _serving: None,
             writers: None,
             backend: Backend::Postgres,
@@ -393,6 +401,7 @@ impl Db {
         })?;
         self._serving = Some(Arc::new(file));
         self.contexts = Some(Arc::default());
+        self.unsettled = Some(Arc::default());
         Ok(self)
     }
 
@@ -716,11 +725,19 @@ impl Db {
         documents: &[StoredDocument],
         vector_budget: u64,
     ) -> Result<Vec<VectorRevision>, StoreError> {
-        self.writing(
-            tenant,
-            self.upsert_documents_tx(tenant, documents, vector_budget),
-        )
-        .await
+        let written = self
+            .writing(
+                tenant,
+                self.upsert_documents_tx(tenant, documents, vector_budget),
+            )
+            .await;
+        if let Ok(superseded) = &written {
+            // The superseded revisions are counted before the pending ones
+            // are let go, so that the count never drops to zero between.
+            self.unsettle(tenant, superseded.len());
+            self.settle(tenant, documents.len());
+        }
+        written
     }
 
     async fn upsert_documents_tx(
@@ -790,6 +807,21 @@ impl Db {
     /// Delete one document, recording its revision's vectors for removal
     /// in the same transaction; `None` if the tenant has no such document.
     pub async fn delete_document(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<VectorRevision>, StoreError> {
+        // Counted before the transaction can make the revision's vectors
+        // stale, let go if it did not.
+        self.unsettle(tenant, 1);
+        let deleted = self.delete_document_tx(tenant, id).await;
+        if !matches!(deleted, Ok(Some(_))) {
+            self.settle(tenant, 1);
+        }
+        deleted
+    }
+
+    async fn delete_document_tx(
         &self,
         tenant: &TenantId,
         id: &str,
@@ -903,7 +935,9 @@ impl Db {
         self.guarded(async {
             let row = sqlx::query(
                 "SELECT data_generation, CAST(CASE WHEN EXISTS (SELECT 1 FROM documents \
-                 WHERE tenant_id = $1 AND collection = $2) THEN 1 ELSE 0 END AS BIGINT) \
+                 WHERE tenant_id = $1 AND collection = $2) THEN 1 ELSE 0 END AS BIGINT), \
+                 CAST(CASE WHEN EXISTS (SELECT 1 FROM vector_cleanups WHERE tenant_id = $1) \
+                 THEN 1 ELSE 0 END AS BIGINT) \
                  FROM tenants WHERE id = $1",
             )
             .bind(tenant.as_str())
@@ -914,10 +948,12 @@ impl Db {
                 Some(row) => SearchContext {
                     generation: row.try_get(0)?,
                     collection_exists: row.try_get::<i64, _>(1)? == 1,
+                    unsettled: row.try_get::<i64, _>(2)? == 1,
                 },
                 None => SearchContext {
                     generation: 0,
                     collection_exists: false,
+                    unsettled: false,
                 },
             })
         })
@@ -1248,6 +1284,84 @@ mod tests {
         db.close().await;
     }
 
+    /// A context that found no journal entry (which the SQLite server's
+    /// count overrides).
+    const SETTLED: SearchContext = SearchContext {
+        generation: 0,
+        collection_exists: true,
+        unsettled: false,
+    };
+
+    #[tokio::test]
+    async fn a_search_skips_its_check_only_if_nothing_was_unsettled_before_or_during_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (db, tenant) = sqlite_with_tenant(dir.path()).await;
+        let db = db.with_context_cache(dir.path()).expect("the only server");
+        let first = db.settled_mark(&tenant, &SETTLED);
+        // Without the server's count (the CLI, or PostgreSQL), the context decides.
+        let other_dir = tempfile::tempdir().expect("temp dir");
+        let (plain, _) = sqlite_with_tenant(other_dir.path()).await;
+        assert!(plain.stayed_settled(&tenant, plain.settled_mark(&tenant, &SETTLED)));
+        let unsettled = SearchContext {
+            unsettled: true,
+            ..SETTLED
+        };
+        assert!(!plain.stayed_settled(&tenant, plain.settled_mark(&tenant, &unsettled)));
+        plain.close().await;
+        assert!(db.stayed_settled(&tenant, first), "nothing written yet");
+
+        // An ingest: unsettled from its pending record to its commit.
+        let doc = stored("a", "r1");
+        db.record_pending(&tenant, &[vectors_of(&doc)])
+            .await
+            .expect("record");
+        assert!(!db.stayed_settled(&tenant, first));
+        assert!(!db.stayed_settled(&tenant, db.settled_mark(&tenant, &SETTLED)));
+        db.upsert_documents(&tenant, std::slice::from_ref(&doc), u64::MAX)
+            .await
+            .expect("commit");
+        assert!(
+            !db.stayed_settled(&tenant, first),
+            "it began during the search"
+        );
+        let settled = db.settled_mark(&tenant, &SETTLED);
+        assert!(db.stayed_settled(&tenant, settled));
+
+        // A delete: unsettled until its vectors are gone and forgotten.
+        let removed = db
+            .delete_document(&tenant, "a")
+            .await
+            .expect("delete")
+            .expect("it was there");
+        assert!(!db.stayed_settled(&tenant, db.settled_mark(&tenant, &SETTLED)));
+        db.finish_cleanups(&tenant, &[removed])
+            .await
+            .expect("finish");
+        assert!(db.stayed_settled(&tenant, db.settled_mark(&tenant, &SETTLED)));
+        assert!(!db.stayed_settled(&tenant, settled));
+        // Deleting what is not there leaves nothing unsettled.
+        assert_eq!(
+            db.delete_document(&tenant, "a").await.expect("delete"),
+            None
+        );
+        assert!(db.stayed_settled(&tenant, db.settled_mark(&tenant, &SETTLED)));
+
+        // A restart counts what the journal holds.
+        db.record_pending(&tenant, &[vectors_of(&stored("b", "r1"))])
+            .await
+            .expect("record");
+        db.close().await;
+        drop(db);
+        let again = Db::connect(&sqlite_in(dir.path()))
+            .await
+            .expect("connect")
+            .with_context_cache(dir.path())
+            .expect("the only server");
+        again.load_unsettled().await.expect("load");
+        assert!(!again.stayed_settled(&tenant, again.settled_mark(&tenant, &SETTLED)));
+        again.close().await;
+    }
+
     #[tokio::test]
     async fn a_young_pending_revision_is_not_due() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -1300,6 +1414,7 @@ mod tests {
         let old = SearchContext {
             generation: 1,
             collection_exists: true,
+            unsettled: false,
         };
         // A read starts (epoch 0), a write lands, the read ends: not kept.
         let epoch = contexts.get(&tenant, "default").expect_err("nothing yet");
@@ -1312,6 +1427,7 @@ mod tests {
         let new = SearchContext {
             generation: 2,
             collection_exists: true,
+            unsettled: false,
         };
         contexts.store(&tenant, "default", epoch, new);
         assert_eq!(contexts.get(&tenant, "default"), Ok(new));
@@ -1326,6 +1442,7 @@ mod tests {
             SearchContext {
                 generation: 2,
                 collection_exists: false,
+                unsettled: false,
             },
         );
         assert!(contexts.get(&tenant, "nope").is_err());
