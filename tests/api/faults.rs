@@ -185,19 +185,19 @@ on_both_databases! {
     }
 }
 
-/// The moment the issue found phantoms at, made certain: the tenant's row
-/// is locked from outside, so ingests write their vectors to Qdrant and
-/// then wait for the transaction that would store their rows; the server
-/// is killed there.
+/// The moment the issue found phantoms at, made certain: the documents
+/// table is locked against writes from outside, so an ingest of five
+/// documents writes their vectors to Qdrant and then waits for the
+/// transaction that would store their rows; the server is killed there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vectors_written_by_ingests_killed_before_their_commit_are_never_found_and_are_removed() {
+async fn vectors_written_by_an_ingest_killed_before_its_commit_are_never_found_and_are_removed() {
     let qdrant = FakeQdrant::start(([127, 0, 0, 1], 0).into(), None)
         .await
         .expect("gRPC peer");
     let Some(mut env) = server(Db::Postgres, Some(&qdrant)).await else {
         return;
     };
-    let (tenant, token) = env.server.tenant("Stuck", "premium").await;
+    let (_, token) = env.server.tenant("Stuck", "premium").await;
     ingest_kept(&env.server, &token).await;
     let kept_points = qdrant.state.point_count(COLLECTION);
 
@@ -209,20 +209,20 @@ async fn vectors_written_by_ingests_killed_before_their_commit_are_never_found_a
         .execute(&mut lock)
         .await
         .expect("begin");
-    sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
-        .bind(&tenant)
+    sqlx::query("LOCK TABLE documents IN EXCLUSIVE MODE")
         .execute(&mut lock)
         .await
-        .expect("lock the tenant's row");
-    let stuck: Vec<_> = (0..5)
-        .map(|i| {
-            let request = env
-                .server
-                .request(reqwest::Method::POST, "/v1/documents", &token)
-                .json(&json!({"documents": [{"id": format!("stuck-{i}"), "text": TEXT}]}));
-            tokio::spawn(async move { request.send().await })
-        })
+        .expect("lock the documents against writes");
+    let documents: Vec<_> = (0..5)
+        .map(|i| json!({"id": format!("stuck-{i}"), "text": TEXT}))
         .collect();
+    let stuck = {
+        let request = env
+            .server
+            .request(reqwest::Method::POST, "/v1/documents", &token)
+            .json(&json!({ "documents": documents }));
+        tokio::spawn(async move { request.send().await })
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
     while qdrant.state.point_count(COLLECTION) < kept_points + 5 {
         assert!(
@@ -233,10 +233,8 @@ async fn vectors_written_by_ingests_killed_before_their_commit_are_never_found_a
     }
     env.server = env.server.crash_and_restart().await.expect("start again");
     drop(lock);
-    for request in stuck {
-        let answer = request.await.expect("join");
-        assert!(answer.is_err(), "an ingest was answered: {answer:?}");
-    }
+    let answer = stuck.await.expect("join");
+    assert!(answer.is_err(), "the ingest was answered: {answer:?}");
     assert!(qdrant.state.point_count(COLLECTION) >= kept_points + 5);
 
     // Searchable: only the document the database has.

@@ -28,7 +28,9 @@
 //!   that had none before it searched, and began none while it searched,
 //!   saw only committed, current revisions;
 //! - on PostgreSQL, written by every task, the search context says whether
-//!   the tenant had entries when it was read (in the same query). One that
+//!   the tenant had entries when it was read (`tenants.vector_journal`,
+//!   their count, kept in the transactions that add and remove them, read
+//!   with the data generation). One that
 //!   begins during a search is an ingest in flight, whose chunks the search
 //!   may show as it would once the ingest commits; if the ingest fails
 //!   instead, giving it up bumps the tenant's data generation, so no
@@ -204,6 +206,7 @@ impl Db {
             for r in revisions {
                 record(&mut tx, tenant, r, PENDING, now).await?;
             }
+            count_entries(&mut tx, tenant, revisions.len() as i64).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -240,15 +243,32 @@ impl Db {
         tenant: &TenantId,
         revisions: &[VectorRevision],
     ) -> Result<(), StoreError> {
+        if revisions.is_empty() {
+            return Ok(());
+        }
+        let _quota = self.quota().await;
         let deleted = self
-            .each_revision(
-                "DELETE FROM vector_cleanups \
-                 WHERE tenant_id = $1 AND document_id = $2 AND revision = $3 AND state = 'remove'",
-                tenant,
-                revisions,
-            )
+            .guarded(async {
+                let (_turn, mut tx) = self.begin_write().await?;
+                let mut deleted = 0;
+                for r in revisions {
+                    let result = sqlx::query(
+                        "DELETE FROM vector_cleanups WHERE tenant_id = $1 AND document_id = $2 \
+                         AND revision = $3 AND state = 'remove'",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(&r.document_id)
+                    .bind(&r.revision)
+                    .execute(&mut *tx)
+                    .await?;
+                    deleted += result.rows_affected() as usize;
+                }
+                count_entries(&mut tx, tenant, -(deleted as i64)).await?;
+                tx.commit().await?;
+                Ok(deleted)
+            })
             .await?;
-        self.settle(tenant, deleted.iter().filter(|d| **d).count());
+        self.settle(tenant, deleted);
         Ok(())
     }
 
@@ -339,7 +359,7 @@ pub(super) async fn commit_pending(
     .execute(&mut **tx)
     .await?;
     if deleted.rows_affected() == 1 {
-        Ok(())
+        count_entries(tx, tenant, -1).await
     } else {
         Err(StoreError::Abandoned)
     }
@@ -367,7 +387,23 @@ pub(super) async fn supersede(
         chunk_count: row.try_get(1)?,
     };
     record(tx, tenant, &old, REMOVE, now_millis()).await?;
+    count_entries(tx, tenant, 1).await?;
     Ok(Some(old))
+}
+
+/// Inside the transaction that adds or removes entries: keep the tenant's
+/// count of them (`tenants.vector_journal`) in step.
+async fn count_entries(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &TenantId,
+    delta: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE tenants SET vector_journal = vector_journal + $2 WHERE id = $1")
+        .bind(tenant.as_str())
+        .bind(delta)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 async fn record(

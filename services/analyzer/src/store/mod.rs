@@ -936,9 +936,7 @@ impl Db {
             let row = sqlx::query(
                 "SELECT data_generation, CAST(CASE WHEN EXISTS (SELECT 1 FROM documents \
                  WHERE tenant_id = $1 AND collection = $2) THEN 1 ELSE 0 END AS BIGINT), \
-                 CAST(CASE WHEN EXISTS (SELECT 1 FROM vector_cleanups WHERE tenant_id = $1) \
-                 THEN 1 ELSE 0 END AS BIGINT) \
-                 FROM tenants WHERE id = $1",
+                 vector_journal FROM tenants WHERE id = $1",
             )
             .bind(tenant.as_str())
             .bind(collection)
@@ -948,7 +946,7 @@ impl Db {
                 Some(row) => SearchContext {
                     generation: row.try_get(0)?,
                     collection_exists: row.try_get::<i64, _>(1)? == 1,
-                    unsettled: row.try_get::<i64, _>(2)? == 1,
+                    unsettled: row.try_get::<i64, _>(2)? > 0,
                 },
                 None => SearchContext {
                     generation: 0,
@@ -1360,6 +1358,57 @@ mod tests {
         again.load_unsettled().await.expect("load");
         assert!(!again.stayed_settled(&tenant, again.settled_mark(&tenant, &SETTLED)));
         again.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_tenants_count_of_journal_entries_follows_every_change() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (db, tenant) = sqlite_with_tenant(dir.path()).await;
+        let unsettled = async || {
+            db.read_search_context(&tenant, "default")
+                .await
+                .expect("read")
+                .unsettled
+        };
+        assert!(!unsettled().await);
+        let first = stored("a", "r1");
+        db.record_pending(&tenant, &[vectors_of(&first)])
+            .await
+            .expect("record");
+        assert!(unsettled().await, "pending");
+        db.upsert_documents(&tenant, std::slice::from_ref(&first), u64::MAX)
+            .await
+            .expect("commit");
+        assert!(!unsettled().await, "committed");
+        let old = ingest(&db, &tenant, stored("a", "r2"), u64::MAX)
+            .await
+            .expect("replace");
+        assert!(unsettled().await, "the replaced revision is to be removed");
+        db.finish_cleanups(&tenant, &old).await.expect("finish");
+        assert!(!unsettled().await, "removed");
+        let gone = db
+            .delete_document(&tenant, "a")
+            .await
+            .expect("delete")
+            .expect("it was there");
+        assert!(unsettled().await, "the deleted revision is to be removed");
+        let given_up = stored("b", "r1");
+        db.record_pending(&tenant, &[vectors_of(&given_up)])
+            .await
+            .expect("record");
+        let claimed = db
+            .claim_pending(&tenant, &[vectors_of(&given_up)])
+            .await
+            .expect("claim");
+        db.finish_cleanups(&tenant, &claimed).await.expect("finish");
+        db.finish_cleanups(&tenant, std::slice::from_ref(&gone))
+            .await
+            .expect("finish");
+        db.finish_cleanups(&tenant, &[gone])
+            .await
+            .expect("twice is once");
+        assert!(!unsettled().await, "all removed");
+        db.close().await;
     }
 
     #[tokio::test]
