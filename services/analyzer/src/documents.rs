@@ -380,12 +380,12 @@ impl Ingestor<'_> {
                 // Undo the new revisions; the previous ones were never
                 // touched. Claimed first: a commit whose answer was lost
                 // keeps its vectors.
-                abandon(self.db, self.vectors, tenant, &revisions).await;
+                leave_to_sweep(give_up(self.db, self.vectors, tenant, &revisions).await);
                 return Err(e);
             }
         };
         let replaced_any = !superseded.is_empty();
-        remove_revisions(self.db, self.vectors, tenant, &superseded).await;
+        leave_to_sweep(remove_revisions(self.db, self.vectors, tenant, &superseded).await);
         if replaced_any {
             // A search between the commit and the removal above may have
             // cached old and new chunks together: make that entry unreachable.
@@ -431,7 +431,7 @@ pub async fn delete(
         .instrument(crate::op_span!("store.write", store = "db", documents = 1))
         .await?
         .ok_or_else(not_found)?;
-    remove_revisions(db, vectors, tenant, std::slice::from_ref(&removed)).await;
+    leave_to_sweep(remove_revisions(db, vectors, tenant, std::slice::from_ref(&removed)).await);
     Ok(())
 }
 
@@ -444,14 +444,16 @@ fn vectors_of(row: &StoredDocument) -> VectorRevision {
 }
 
 /// Remove the vectors of revisions recorded for removal, then forget the
-/// records. A failure is logged and left to the sweep, which retries.
+/// records of those removed. A revision whose vectors could not be removed
+/// keeps its record, for the sweep to try again.
 async fn remove_revisions(
     db: &Db,
     vectors: &dyn VectorStore,
     tenant: &TenantId,
     revisions: &[VectorRevision],
-) {
+) -> Result<Swept, StoreError> {
     let mut removed = Vec::with_capacity(revisions.len());
+    let mut swept = Swept::default();
     for r in revisions {
         let count = u32::try_from(r.chunk_count).unwrap_or(u32::MAX);
         match vectors
@@ -460,31 +462,34 @@ async fn remove_revisions(
         {
             Ok(()) => removed.push(r.clone()),
             Err(e) => {
-                tracing::warn!(error = %e, document_id = %r.document_id, "could not remove a revision's vectors; the sweep will");
+                tracing::warn!(error = %e, tenant_id = %tenant, document_id = %r.document_id, "could not remove a revision's vectors; the sweep will");
+                swept.failed += 1;
             }
         }
     }
-    if let Err(e) = db.finish_cleanups(tenant, &removed).await {
-        tracing::warn!(error = %e, "could not forget removed vectors; the sweep will");
-    }
+    db.finish_cleanups(tenant, &removed).await?;
+    swept.removed = removed.len();
+    Ok(swept)
 }
 
 /// Give up on pending revisions: claim those still pending (they can then
 /// never be committed) and remove their vectors.
-async fn abandon(
+async fn give_up(
     db: &Db,
     vectors: &dyn VectorStore,
     tenant: &TenantId,
     revisions: &[VectorRevision],
-) {
-    match db.claim_pending(tenant, revisions).await {
-        Ok(claimed) => {
-            forget_cached(db, tenant, &claimed).await;
-            remove_revisions(db, vectors, tenant, &claimed).await;
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "could not give up a failed ingest's vectors; the sweep will");
-        }
+) -> Result<Swept, StoreError> {
+    let claimed = db.claim_pending(tenant, revisions).await?;
+    forget_cached(db, tenant, &claimed).await;
+    remove_revisions(db, vectors, tenant, &claimed).await
+}
+
+/// In a request: what [`remove_revisions`] or [`give_up`] did not finish is
+/// logged and left to the sweep.
+fn leave_to_sweep(done: Result<Swept, StoreError>) {
+    if let Err(e) = done {
+        tracing::warn!(error = %e, "could not finish with the vector journal; the sweep will");
     }
 }
 
@@ -536,31 +541,13 @@ pub async fn sweep(
     let mut swept = Swept::default();
     for entry in due {
         let revisions = std::slice::from_ref(&entry.vectors);
-        let claimed;
-        let to_remove = if entry.pending {
-            claimed = db.claim_pending(&entry.tenant, revisions).await?;
-            forget_cached(db, &entry.tenant, &claimed).await;
-            &claimed[..]
+        let done = if entry.pending {
+            give_up(db, vectors, &entry.tenant, revisions).await?
         } else {
-            revisions
+            remove_revisions(db, vectors, &entry.tenant, revisions).await?
         };
-        for r in to_remove {
-            let count = u32::try_from(r.chunk_count).unwrap_or(u32::MAX);
-            match vectors
-                .delete_revision(&entry.tenant, &r.document_id, &r.revision, count)
-                .await
-            {
-                Ok(()) => {
-                    db.finish_cleanups(&entry.tenant, std::slice::from_ref(r))
-                        .await?;
-                    swept.removed += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, tenant_id = %entry.tenant, document_id = %r.document_id, "sweep: could not remove a revision's vectors");
-                    swept.failed += 1;
-                }
-            }
-        }
+        swept.removed += done.removed;
+        swept.failed += done.failed;
     }
     Ok(swept)
 }

@@ -331,9 +331,7 @@ pub fn observe(state: Weak<AppInner>) {
             if let Some(state) = s.upgrade()
                 && let Some(current) = state.vectors.breaker_state()
             {
-                for name in ["closed", "half_open", "open"] {
-                    o.observe(u64::from(name == current), &[KeyValue::new("state", name)]);
-                }
+                observe_breaker(o, current);
             }
         })
         .build();
@@ -347,9 +345,7 @@ pub fn observe(state: Weak<AppInner>) {
             if let Some(state) = s.upgrade()
                 && let Some(current) = state.db.breaker_state()
             {
-                for name in ["closed", "half_open", "open"] {
-                    o.observe(u64::from(name == current), &[KeyValue::new("state", name)]);
-                }
+                observe_breaker(o, current);
             }
         })
         .build();
@@ -537,6 +533,14 @@ fn sample<'a>(
         out.push('}');
     }
     let _ = writeln!(out, " {value}");
+}
+
+/// A breaker's state as its gauge shows it: 1 for the current one, 0 for
+/// the others.
+fn observe_breaker(o: &dyn opentelemetry::metrics::AsyncInstrument<u64>, current: &str) {
+    for name in ["closed", "half_open", "open"] {
+        o.observe(u64::from(name == current), &[KeyValue::new("state", name)]);
+    }
 }
 
 #[cfg(test)]
