@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use analyzer::config::{Config, Env};
-use analyzer::telemetry::Exports;
+use analyzer_telemetry::Exports;
 use hcl::{Block, BlockLabel, Body, Expression, ObjectKey};
 
 fn repo() -> PathBuf {
@@ -345,11 +345,11 @@ fn the_alarms_count_the_log_lines_the_service_writes() {
     };
     assert_eq!(
         default("breaker_opened_message"),
-        analyzer::telemetry::messages::BREAKER_OPENED
+        analyzer_telemetry::messages::BREAKER_OPENED
     );
     assert_eq!(
         default("llm_answer_message"),
-        analyzer::telemetry::messages::LLM_ANSWER
+        analyzer_telemetry::messages::LLM_ANSWER
     );
 }
 

@@ -6,11 +6,13 @@
 mod bad_input;
 mod cache;
 mod cli;
+mod contract;
 mod faults;
 mod fuzz;
 mod infra;
 mod isolation;
 mod journey;
+mod layout;
 mod ledger;
 mod lifecycle;
 mod limits;

@@ -3,7 +3,7 @@
 //! backends named by `DATABASE_URL`, `REDIS_URL`, `QDRANT_URL`,
 //! `OPENAI_BASE_URL` in the harness's environment), seeds tenants and a
 //! corpus through the public API, runs the scenarios and prints one
-//! Markdown table for BENCHMARKS.md. `-- --help` lists the options.
+//! Markdown table for docs/benchmarks.md. `-- --help` lists the options.
 
 mod cgroup;
 mod corpus;
@@ -609,7 +609,7 @@ impl Bench {
         let flood_client = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("flood-client")
-            .on_thread_start(analyzer::lanes::lower_priority)
+            .on_thread_start(analyzer_runtime::lanes::lower_priority)
             .enable_all()
             .build()?;
         let flood = flood_client.spawn(drive::run(

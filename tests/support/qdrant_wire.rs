@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use analyzer::embed::SparseVector;
+use analyzer_domain::embed::SparseVector;
 use qdrant_client::qdrant::collections_server::{Collections, CollectionsServer};
 use qdrant_client::qdrant::points_server::{Points, PointsServer};
 use qdrant_client::qdrant::qdrant_server::{Qdrant, QdrantServer};

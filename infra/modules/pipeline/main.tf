@@ -15,7 +15,7 @@ resource "aws_codestarconnections_connection" "source" {
 }
 
 resource "aws_s3_bucket" "artifacts" {
-  #checkov:skip=CKV_AWS_144:Single-region deployment; cross-region replication is a disaster-recovery choice left to the operator (README "Deploy").
+  #checkov:skip=CKV_AWS_144:Single-region deployment; cross-region replication is a disaster-recovery choice left to the operator (docs/deploy.md).
   #checkov:skip=CKV2_AWS_62:Nothing consumes the bucket's events.
   bucket_prefix = "${var.name}-artifacts-"
   force_destroy = true

@@ -46,7 +46,7 @@ resource "aws_vpc_security_group_egress_rule" "https" {
 
 # Snapshots.
 resource "aws_s3_bucket" "snapshots" {
-  #checkov:skip=CKV_AWS_144:Single-region deployment; cross-region replication is a disaster-recovery choice left to the operator (README "Deploy").
+  #checkov:skip=CKV_AWS_144:Single-region deployment; cross-region replication is a disaster-recovery choice left to the operator (docs/deploy.md).
   #checkov:skip=CKV2_AWS_62:Nothing consumes the bucket's events.
   bucket_prefix = "${var.name}-qdrant-snapshots-"
   force_destroy = !var.deletion_protection

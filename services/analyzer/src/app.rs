@@ -12,22 +12,22 @@ use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::analyze::{Analyst, ExtractiveAnalyst};
 use crate::auth::Authenticator;
 use crate::cache::{Cache, MemoryCache, RedisCache};
 use crate::config::{Config, Environment};
-use crate::embed::{Embedder, HashEmbedder};
 use crate::http::{AppInner, AppState, router};
 use crate::limits::Limiter;
-use crate::openai::OpenAi;
 use crate::secrets::{Overlay, ParameterStore, changed_names};
-use crate::store::Db;
 use crate::usage::UsageRecorder;
-use crate::vectors::VectorStore;
-use crate::vectors::breaker::{Breaker, BreakerStore};
-use crate::vectors::edge::EdgeStore;
-use crate::vectors::metered::Metered;
-use crate::vectors::qdrant::QdrantStore;
+use analyzer_domain::analyze::{Analyst, ExtractiveAnalyst};
+use analyzer_domain::embed::{Embedder, HashEmbedder};
+use analyzer_store::Db;
+use analyzer_vectors::VectorStore;
+use analyzer_vectors::breaker::{Breaker, BreakerStore};
+#[cfg(feature = "edge")]
+use analyzer_vectors::edge::EdgeStore;
+use analyzer_vectors::metered::Metered;
+use analyzer_vectors::qdrant::QdrantStore;
 use std::collections::HashMap;
 
 /// How often usage counters are written to the store.
@@ -257,10 +257,10 @@ async fn refresh_parameters(
 
 /// Build the shared state: store (migrated), auth, embedder, vectors, analyst.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
-    crate::lanes::start();
+    analyzer_runtime::lanes::start();
     let db = connect_store(&config)
         .await?
-        .with_standard_pool(&config)
+        .with_standard_pool(&config.store())
         .await
         .context("DATABASE_URL: cannot open the standard tier's connections")?
         .with_context_cache(&config.data_dir)
@@ -270,15 +270,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .context("reading the vector journal")?;
     let auth = Authenticator::from_config(&config)?;
     let (embedder, analyst): (Arc<dyn Embedder>, Arc<dyn Analyst>) = match &config.openai {
-        Some(openai) => {
-            let api = OpenAi::new(openai.clone()).context("the AI provider client")?;
-            tracing::info!(
-                embedding_model = %openai.embedding_model,
-                chat_model = %openai.chat_model,
-                "AI provider: OpenAI-compatible"
-            );
-            (Arc::new(api.embedder()), Arc::new(api.analyst()))
-        }
+        Some(openai) => open_provider(openai)?,
         None => (
             Arc::new(HashEmbedder),
             Arc::new(ExtractiveAnalyst::default()),
@@ -332,8 +324,31 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         cache,
         cache_stats: Arc::default(),
     });
-    crate::telemetry::metrics::observe(state.downgrade());
+    crate::gauges::observe(state.downgrade());
     Ok(state)
+}
+
+/// The OpenAI-compatible provider's embedder and analyst.
+#[cfg(feature = "openai")]
+fn open_provider(
+    openai: &crate::openai::OpenAiConfig,
+) -> anyhow::Result<(Arc<dyn Embedder>, Arc<dyn Analyst>)> {
+    let api = crate::openai::OpenAi::new(openai.clone()).context("the AI provider client")?;
+    tracing::info!(
+        embedding_model = %openai.embedding_model,
+        chat_model = %openai.chat_model,
+        "AI provider: OpenAI-compatible"
+    );
+    Ok((Arc::new(api.embedder()), Arc::new(api.analyst())))
+}
+
+#[cfg(not(feature = "openai"))]
+fn open_provider(
+    _openai: &crate::openai::OpenAiConfig,
+) -> anyhow::Result<(Arc<dyn Embedder>, Arc<dyn Analyst>)> {
+    anyhow::bail!(
+        "OPENAI_API_KEY / OPENAI_BASE_URL: this build has no AI provider client (cargo feature `openai`)"
+    )
 }
 
 /// The configured vector store: a Qdrant server behind the circuit breaker,
@@ -345,28 +360,7 @@ async fn open_vectors(
 ) -> anyhow::Result<Arc<dyn VectorStore>> {
     let (model, space) = (embedder.model().to_owned(), embedder.space());
     let Some(qdrant) = &config.qdrant else {
-        let dir = config.data_dir.join("vectors");
-        let ef = config.vector_search_ef;
-        let store = tokio::task::spawn_blocking(move || EdgeStore::open(&dir, &model, space))
-            .await
-            .context("opening the vector store")??
-            .with_search_ef(ef);
-        if let Some(reason) = store.reconcile_reason() {
-            let began = std::time::Instant::now();
-            let report = crate::documents::reconcile(db, &store, embedder, config.chunking)
-                .await
-                .context("reconciling the vector store with the database")?;
-            tracing::info!(
-                documents = report.documents,
-                rebuilt = report.rebuilt,
-                chunks = report.chunks,
-                removed = report.removed,
-                duration_ms = began.elapsed().as_millis() as u64,
-                reason,
-                "vector store reconciled with the database"
-            );
-        }
-        return Ok(Arc::new(Metered::new(Arc::new(store), "edge")));
+        return open_edge(config, db, embedder).await;
     };
     let store = Arc::new(
         QdrantStore::new(qdrant, &model, space)
@@ -386,6 +380,50 @@ async fn open_vectors(
     )))
 }
 
+/// The embedded Qdrant Edge shard in the data directory, reconciled with
+/// the database after an unclean stop.
+#[cfg(feature = "edge")]
+async fn open_edge(
+    config: &Config,
+    db: &Db,
+    embedder: &dyn Embedder,
+) -> anyhow::Result<Arc<dyn VectorStore>> {
+    let (model, space) = (embedder.model().to_owned(), embedder.space());
+    let dir = config.data_dir.join("vectors");
+    let ef = config.vector_search_ef;
+    let store = tokio::task::spawn_blocking(move || EdgeStore::open(&dir, &model, space))
+        .await
+        .context("opening the vector store")??
+        .with_search_ef(ef);
+    if let Some(reason) = store.reconcile_reason() {
+        let began = std::time::Instant::now();
+        let report = crate::documents::reconcile(db, &store, embedder, config.chunking)
+            .await
+            .context("reconciling the vector store with the database")?;
+        tracing::info!(
+            documents = report.documents,
+            rebuilt = report.rebuilt,
+            chunks = report.chunks,
+            removed = report.removed,
+            duration_ms = began.elapsed().as_millis() as u64,
+            reason,
+            "vector store reconciled with the database"
+        );
+    }
+    Ok(Arc::new(Metered::new(Arc::new(store), "edge")))
+}
+
+#[cfg(not(feature = "edge"))]
+async fn open_edge(
+    _config: &Config,
+    _db: &Db,
+    _embedder: &dyn Embedder,
+) -> anyhow::Result<Arc<dyn VectorStore>> {
+    anyhow::bail!(
+        "QDRANT_URL is required: this build has no embedded vector store (cargo feature `edge`)"
+    )
+}
+
 /// Create the data dir, connect to the configured database and apply
 /// migrations: what every command needs before it touches data.
 pub async fn connect_store(config: &Config) -> anyhow::Result<Db> {
@@ -395,7 +433,7 @@ pub async fn connect_store(config: &Config) -> anyhow::Result<Db> {
             config.data_dir.display()
         )
     })?;
-    let db = Db::connect(config)
+    let db = Db::connect(&config.store())
         .await
         .context("DATABASE_URL: cannot connect to the database")?;
     db.migrate().await.context("applying database migrations")?;

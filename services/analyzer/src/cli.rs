@@ -11,9 +11,10 @@ use crate::app::{Application, connect_store, shutdown_signal};
 use crate::auth::Authenticator;
 use crate::config::{Config, Env as _, ProcessEnv};
 use crate::secrets::{Overlay, ParameterStore};
-use crate::telemetry::{self, Exports, Sink};
-use crate::tenants::{self, TenantId, TenantName, TenantStatus, Tier};
+use crate::tenants;
 use crate::usage::{Period, Report, metrics};
+use analyzer_domain::tenants::{TenantId, TenantName, TenantStatus, Tier};
+use analyzer_telemetry::{self as telemetry, Exports, Sink};
 use std::collections::HashMap;
 
 /// Multi-tenant AI analyzer backend.

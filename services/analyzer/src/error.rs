@@ -1,10 +1,11 @@
 //! The error type of the domain services. Each variant says what a caller
 //! did wrong or which dependency failed; the HTTP layer maps it to a status.
 
-use crate::embed::ProviderError;
-use crate::store::StoreError;
-use crate::tenants::{InvalidValue, TenantError};
-use crate::vectors::VectorError;
+use crate::tenants::TenantError;
+use analyzer_domain::embed::ProviderError;
+use analyzer_domain::tenants::InvalidValue;
+use analyzer_store::StoreError;
+use analyzer_vectors::VectorError;
 
 /// Why a service call failed.
 #[derive(Debug, thiserror::Error)]

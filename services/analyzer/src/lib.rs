@@ -3,29 +3,44 @@
 //!
 //! `main.rs` parses the command line ([`cli`]); `serve` builds an
 //! [`app::Application`] and runs it until a stop signal.
+//!
+//! The layers below are crates of their own: `analyzer-domain` (tenants,
+//! chunking, embedding, analysis, usage counters), `analyzer-telemetry`,
+//! `analyzer-runtime` (lanes, the breaker), `analyzer-store` and
+//! `analyzer-vectors`. The map is docs/architecture.md.
 
-pub mod analyze;
-pub mod app;
-pub mod auth;
+// The modules in layers, from the bottom up: a module imports only from
+// the layers above its own here (docs/architecture.md says how this is
+// checked). Each comment starts a layer.
+//
+// The backends' clients the request path shares, and the server's loop.
 pub mod cache;
-pub mod chunk;
-pub mod cli;
-pub mod config;
-pub mod documents;
-pub mod embed;
-pub mod error;
-pub mod http;
-pub mod lanes;
-pub mod limits;
 pub mod openai;
-pub mod search;
-pub mod secrets;
 pub mod serve;
-pub mod store;
-pub mod telemetry;
+// Tier limits, counted in the cache's Redis when there is one.
+pub mod limits;
+// The configuration, composed of the settings each module above owns.
+pub mod config;
+// Who is calling, and the secrets configuration may come from.
+pub mod auth;
+pub mod secrets;
+// Tenant administration and the usage recorder.
 pub mod tenants;
 pub mod usage;
-pub mod vectors;
+// The service's error.
+pub mod error;
+// What a request does: ingest, read and delete; retrieval.
+pub mod documents;
+// Retrieval, with the query cache.
+pub mod search;
+// The HTTP API.
+pub mod http;
+// The gauges read from the HTTP state.
+pub mod gauges;
+// Build, run and stop the application.
+pub mod app;
+// The command line.
+pub mod cli;
 
 /// The allocator of the service's binaries (`main.rs`): the system's,
 /// without the `jemalloc` feature, for heap profilers that hook malloc.

@@ -24,9 +24,10 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota};
 
+use analyzer_store::gate::DbGate;
+
 use crate::cache::{CacheError, RedisCache, redis_error};
-use crate::config::TierLimits;
-use crate::tenants::{TenantId, Tier};
+use analyzer_domain::tenants::{TenantId, Tier};
 
 /// The rate window the limits are stated in.
 const WINDOW: Duration = Duration::from_secs(60);
@@ -197,7 +198,7 @@ pub struct LimitStats {
 
 /// Count a refusal in the tenant's `analyzer_limit_refusals`, by the limit.
 fn counted(tenant: &TenantId, refusal: Refusal) -> Refusal {
-    crate::telemetry::metrics::refusal(tenant.as_str(), refusal.kind.as_str());
+    analyzer_telemetry::metrics::refusal(tenant.as_str(), refusal.kind.as_str());
     refusal
 }
 
@@ -436,74 +437,47 @@ impl Limiter {
     }
 }
 
-/// A tenant's share of this task's database pool: `db_connections`
-/// connections at any time, and up to `db_connections_burst` more while the
-/// pool has spare ones. A tenant's database calls beyond that wait for its
-/// own connections to come back, so a tenant flooding the service cannot
-/// take the pool from the others.
-#[derive(Debug)]
-pub struct DbGate {
-    base: Arc<tokio::sync::Semaphore>,
-    burst: Arc<tokio::sync::Semaphore>,
-    size: u32,
+/// The limits of one tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct TierLimits {
+    /// Requests in flight at once.
+    pub concurrent_requests: u32,
+    /// Requests per minute.
+    pub requests_per_minute: u32,
+    /// Bytes of cached query results.
+    pub query_cache_bytes: u64,
+    /// Bytes of stored vectors and payload.
+    pub vector_storage_bytes: u64,
+    /// Database connections held at once.
+    pub db_connections: u32,
+    /// Extra database connections allowed in bursts.
+    pub db_connections_burst: u32,
 }
 
-impl DbGate {
-    /// A gate of `base` connections plus `burst`.
-    pub fn new(base: u32, burst: u32) -> Self {
-        let permits = |n: u32| Arc::new(tokio::sync::Semaphore::new(n as usize));
-        Self {
-            base: permits(base.max(1)),
-            burst: permits(burst),
-            size: base.max(1) + burst,
+impl TierLimits {
+    /// The contract's defaults for a tier.
+    pub const fn defaults(tier: Tier) -> Self {
+        const MIB: u64 = 1024 * 1024;
+        const GIB: u64 = 1024 * MIB;
+        match tier {
+            Tier::Premium => Self {
+                concurrent_requests: 100,
+                requests_per_minute: 500,
+                query_cache_bytes: 128 * MIB,
+                vector_storage_bytes: 10 * GIB,
+                db_connections: 5,
+                db_connections_burst: 10,
+            },
+            Tier::Standard => Self {
+                concurrent_requests: 20,
+                requests_per_minute: 100,
+                query_cache_bytes: 32 * MIB,
+                vector_storage_bytes: 2 * GIB,
+                db_connections: 2,
+                db_connections_burst: 5,
+            },
         }
     }
-
-    /// Take one connection's permit; a burst one only when `spare` says
-    /// the pool has connections to spare now.
-    pub async fn acquire(
-        &self,
-        spare: impl FnOnce() -> bool,
-    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        if let Ok(permit) = Arc::clone(&self.base).try_acquire_owned() {
-            return Some(permit);
-        }
-        if spare()
-            && let Ok(permit) = Arc::clone(&self.burst).try_acquire_owned()
-        {
-            return Some(permit);
-        }
-        Arc::clone(&self.base).acquire_owned().await.ok()
-    }
-
-    /// Connections the tenant may hold at most.
-    pub fn limit(&self) -> u32 {
-        self.size
-    }
-
-    /// Connections the tenant holds now.
-    pub fn in_use(&self) -> u32 {
-        let available = self.base.available_permits() + self.burst.available_permits();
-        self.size
-            .saturating_sub(u32::try_from(available).unwrap_or(u32::MAX))
-    }
-}
-
-tokio::task_local! {
-    /// The gate of the tenant whose request this task is serving.
-    static DB_GATE: Arc<DbGate>;
-}
-
-/// Run `f` with database calls counted against `gate`.
-pub async fn with_db_gate<F: Future>(gate: Arc<DbGate>, f: F) -> F::Output {
-    DB_GATE.scope(gate, f).await
-}
-
-/// A permit for one database call of the tenant being served, if any (none
-/// for admin calls, the CLI and background work).
-pub async fn db_permit(spare: impl FnOnce() -> bool) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    let gate = DB_GATE.try_with(Arc::clone).ok()?;
-    gate.acquire(spare).await
 }
 
 fn rate_key(tenant: &TenantId) -> String {
@@ -516,6 +490,8 @@ fn inflight_key(tenant: &TenantId) -> String {
 
 #[cfg(test)]
 mod tests {
+    use analyzer_store::gate::{db_permit, with_db_gate};
+
     use super::*;
 
     fn limiter(tasks: u32) -> Limiter {
@@ -556,7 +532,7 @@ mod tests {
             a.as_str()
         );
         assert!(
-            crate::telemetry::metrics::render()
+            analyzer_telemetry::metrics::render()
                 .lines()
                 .any(|l| l == counted),
             "{counted}"
@@ -619,28 +595,6 @@ mod tests {
             .expect_err("lease still held");
         assert_eq!(refused.kind, LimitKind::Concurrency);
         assert_eq!(limits.stats.fallbacks.load(Ordering::Relaxed), 0);
-    }
-
-    #[tokio::test]
-    async fn a_tenant_holds_its_connections_and_bursts_only_into_spare_ones() {
-        let gate = DbGate::new(2, 1);
-        let a = gate.acquire(|| false).await.expect("1");
-        let _b = gate.acquire(|| false).await.expect("2");
-        assert_eq!(gate.in_use(), 2);
-        // No spare connections in the pool: the third call waits.
-        let waiting = tokio::time::timeout(Duration::from_millis(50), gate.acquire(|| false)).await;
-        assert!(
-            waiting.is_err(),
-            "took a burst connection the pool did not have"
-        );
-        // Spare ones: it bursts, but no further.
-        let _c = gate.acquire(|| true).await.expect("burst");
-        assert_eq!(gate.in_use(), 3);
-        let waiting = tokio::time::timeout(Duration::from_millis(50), gate.acquire(|| true)).await;
-        assert!(waiting.is_err(), "passed base plus burst");
-        // A returned connection lets the next call through.
-        drop(a);
-        assert!(gate.acquire(|| false).await.is_some());
     }
 
     #[tokio::test]

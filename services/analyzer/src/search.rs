@@ -12,12 +12,12 @@ use utoipa::ToSchema;
 
 use crate::cache::{Cache, CacheStats};
 use crate::documents::{DEFAULT_COLLECTION, collection_name, field_name};
-use crate::embed::{Embedder, Embedding, VectorSpace};
 use crate::error::ServiceError;
-use crate::store::{Db, SettledMark};
-use crate::tenants::TenantId;
 use crate::usage::UsageRecorder;
-use crate::vectors::{ChunkHit, FilterValue, SearchQuery, VectorStore};
+use analyzer_domain::embed::{Embedder, Embedding, VectorSpace};
+use analyzer_domain::tenants::TenantId;
+use analyzer_store::{Db, SettledMark};
+use analyzer_vectors::{ChunkHit, FilterValue, SearchQuery, VectorStore};
 
 /// Default number of hits.
 pub const DEFAULT_TOP_K: usize = 5;
@@ -225,7 +225,10 @@ impl Retriever<'_> {
             let lookup = self
                 .cache
                 .get(tenant, &key)
-                .instrument(crate::op_span!("cache.get", entry = "embedding"))
+                .instrument(analyzer_telemetry::op_span!(
+                    "cache.get",
+                    entry = "embedding"
+                ))
                 .await;
             self.stats.record(&lookup);
             if let Ok(Some(bytes)) = &lookup
@@ -245,7 +248,7 @@ impl Retriever<'_> {
         let mut embedded = self
             .embedder
             .embed(&[query.to_owned()])
-            .instrument(crate::op_span!(
+            .instrument(analyzer_telemetry::op_span!(
                 "embed",
                 model = self.embedder.model(),
                 inputs = 1
@@ -258,14 +261,17 @@ impl Retriever<'_> {
             self.embedder.cost_micro_usd(embedded.tokens),
         );
         let vector = embedded.vectors.pop().ok_or_else(|| {
-            crate::embed::ProviderError::BadGateway("embedder returned no vector".into())
+            analyzer_domain::embed::ProviderError::BadGateway("embedder returned no vector".into())
         })?;
         if let (Some(key), Embedding::Dense(values)) = (key, &vector) {
             let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
             if self
                 .cache
                 .put(tenant, &key, bytes.into(), self.ttl, self.cache_budget)
-                .instrument(crate::op_span!("cache.put", entry = "embedding"))
+                .instrument(analyzer_telemetry::op_span!(
+                    "cache.put",
+                    entry = "embedding"
+                ))
                 .await
                 .is_err()
             {
@@ -334,7 +340,7 @@ impl Retriever<'_> {
         let lookup = self
             .cache
             .get(tenant, &key)
-            .instrument(crate::op_span!("cache.get", entry = "search"))
+            .instrument(analyzer_telemetry::op_span!("cache.get", entry = "search"))
             .await;
         self.stats.record(&lookup);
         match lookup {
@@ -368,7 +374,7 @@ impl Retriever<'_> {
             && let Err(e) = self
                 .cache
                 .put(tenant, &key, bytes.into(), self.ttl, self.cache_budget)
-                .instrument(crate::op_span!("cache.put", entry = "search"))
+                .instrument(analyzer_telemetry::op_span!("cache.put", entry = "search"))
                 .await
         {
             self.stats.bypassed.fetch_add(1, Ordering::Relaxed);

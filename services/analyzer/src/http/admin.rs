@@ -14,8 +14,9 @@ use super::AppState;
 use super::error::{ApiError, Problem};
 use super::extract::{Admin, ApiJson};
 use crate::error::ServiceError;
-use crate::tenants::{self, Tenant, TenantId, TenantName, TenantStatus, Tier};
+use crate::tenants;
 use crate::usage::{Period, Report};
+use analyzer_domain::tenants::{Tenant, TenantId, TenantName, TenantStatus, Tier};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()

@@ -17,13 +17,28 @@ use tracing::Instrument as _;
 use super::AppState;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, CurrentTenant};
-use crate::analyze::{Analysis, AnalyzeRequest, AnswerEvent, AnswerStream, Usage};
 use crate::search::Retrieval;
-use crate::tenants::TenantId;
 use crate::usage::metrics;
+use analyzer_domain::analyze::{Analysis, AnswerEvent, AnswerStream, Usage};
+use analyzer_domain::tenants::TenantId;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/v1/analyze", post(analyze))
+}
+
+/// `POST /v1/analyze` body.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyzeRequest {
+    /// The question.
+    pub question: String,
+    /// Chunks to retrieve as context (default 5).
+    pub top_k: Option<i64>,
+    /// Collection; `default` if omitted.
+    pub collection: Option<String>,
+    /// Answer as `text/event-stream`.
+    #[serde(default)]
+    pub stream: bool,
 }
 
 /// Answer a question from the tenant's documents. With `stream: true` the
@@ -54,7 +69,8 @@ pub(super) async fn analyze(
         .await?;
     state.usage.add(&tenant.id, metrics::ANALYSES, 1);
     let began = Instant::now();
-    let span = crate::op_span!("llm", model = state.analyst.model(), stream = body.stream);
+    let span =
+        analyzer_telemetry::op_span!("llm", model = state.analyst.model(), stream = body.stream);
     if !body.stream {
         let analysis = state
             .analyst
@@ -114,7 +130,7 @@ fn llm_timing(state: &AppState, began: Instant, ok: bool) {
     let elapsed = began.elapsed();
     let outcome = if ok { "ok" } else { "error" };
     let model = state.analyst.model();
-    crate::telemetry::metrics::metrics().llm_duration.record(
+    analyzer_telemetry::metrics::metrics().llm_duration.record(
         elapsed.as_secs_f64(),
         &[
             KeyValue::new("model", model.to_owned()),
@@ -127,7 +143,7 @@ fn llm_timing(state: &AppState, began: Instant, ok: bool) {
         outcome,
         duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         "{}",
-        crate::telemetry::messages::LLM_ANSWER
+        analyzer_telemetry::messages::LLM_ANSWER
     );
 }
 

@@ -8,7 +8,8 @@ use utoipa::ToSchema;
 
 use crate::auth::AuthError;
 use crate::error::ServiceError;
-use crate::store::StoreError;
+use analyzer_domain::embed::ProviderError;
+use analyzer_store::StoreError;
 
 /// An RFC 9457 problem, as sent.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -79,6 +80,12 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<ProviderError> for ApiError {
+    fn from(e: ProviderError) -> Self {
+        ApiError::Service(ServiceError::Provider(e))
+    }
+}
+
 impl From<crate::tenants::TenantError> for ApiError {
     fn from(e: crate::tenants::TenantError) -> Self {
         ApiError::Service(e.into())
@@ -134,7 +141,7 @@ impl IntoResponse for ApiError {
                     false,
                 )
             }
-            ApiError::Service(S::Vectors(crate::vectors::VectorError::CircuitOpen {
+            ApiError::Service(S::Vectors(analyzer_vectors::VectorError::CircuitOpen {
                 retry_after,
             })) => {
                 return unavailable_for("the vector store", *retry_after);
@@ -151,13 +158,13 @@ impl IntoResponse for ApiError {
             ApiError::Service(S::Provider(e)) => {
                 tracing::error!(error = %e, "provider error");
                 match e {
-                    crate::embed::ProviderError::Unavailable(_) => (
+                    analyzer_domain::embed::ProviderError::Unavailable(_) => (
                         StatusCode::SERVICE_UNAVAILABLE,
                         "the AI provider is unavailable; retry later".to_owned(),
                         true,
                         false,
                     ),
-                    crate::embed::ProviderError::BadGateway(_) => (
+                    analyzer_domain::embed::ProviderError::BadGateway(_) => (
                         StatusCode::BAD_GATEWAY,
                         "the AI provider answered with an error".to_owned(),
                         false,

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use crate::auth::{AuthError, Principal};
-use crate::tenants::Tenant;
+use analyzer_domain::tenants::Tenant;
 
 /// `axum::Json`, but a malformed body is a problem+json like every error.
 #[derive(Debug, Clone, Copy, Default)]

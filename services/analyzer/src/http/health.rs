@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use crate::store::Backend;
+use analyzer_store::Backend;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()

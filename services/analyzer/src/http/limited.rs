@@ -17,10 +17,11 @@ use http_body::{Frame, SizeHint};
 
 use super::AppState;
 use super::error::{Problem, set_retry_after, whole_seconds};
-use crate::lanes::{self, Seat, seated};
-use crate::limits::{LimitKind, Permit, RateState, Refusal, with_db_gate};
-use crate::tenants::{Tenant, TenantId, Tier};
+use crate::limits::{LimitKind, Permit, RateState, Refusal};
 use crate::usage::{self, UsageRecorder};
+use analyzer_domain::tenants::{Tenant, TenantId, Tier};
+use analyzer_runtime::lanes::{self, Seat, seated};
+use analyzer_store::gate::with_db_gate;
 
 /// Run `req` under the tenant's limits. Admission runs here, on the
 /// server's runtime; the handler runs on its tier's (see
@@ -48,10 +49,10 @@ pub(super) async fn enforce(
             let seat = Seat {
                 tenant: tenant.id.clone(),
                 tier,
-                route: crate::telemetry::metrics::route_label(route),
+                route: analyzer_telemetry::metrics::route_label(route),
                 trace: req
                     .extensions()
-                    .get::<Arc<crate::telemetry::propagation::Passthrough>>()
+                    .get::<Arc<analyzer_telemetry::propagation::Passthrough>>()
                     .cloned(),
             };
             let handled = lanes::handle(tier, seated(seat, with_db_gate(gate, next.run(req))));

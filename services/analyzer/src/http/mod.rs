@@ -31,16 +31,16 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, OnResponse as _, TraceLayer};
 use tracing::{Instrument as _, Level};
 
-use crate::analyze::Analyst;
 use crate::auth::{AuthError, Authenticator, Principal};
 use crate::cache::{Cache, CacheStats};
 use crate::config::Config;
-use crate::embed::Embedder;
 use crate::search::Retriever;
-use crate::store::Db;
-use crate::telemetry::{self, propagation};
 use crate::usage::{UsageRecorder, metrics};
-use crate::vectors::VectorStore;
+use analyzer_domain::analyze::Analyst;
+use analyzer_domain::embed::Embedder;
+use analyzer_store::Db;
+use analyzer_telemetry::{self as telemetry, propagation};
+use analyzer_vectors::VectorStore;
 use error::{ApiError, Problem};
 
 pub use openapi::ApiDoc;
@@ -86,7 +86,7 @@ impl AppState {
 
     /// A retriever over this state's stores, embedder and cache, for a
     /// tenant of `tier` (its cache budget).
-    pub fn retriever(&self, tier: crate::tenants::Tier) -> Retriever<'_> {
+    pub fn retriever(&self, tier: analyzer_domain::tenants::Tier) -> Retriever<'_> {
         Retriever {
             db: &self.db,
             embedder: self.embedder.as_ref(),

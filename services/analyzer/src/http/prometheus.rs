@@ -4,7 +4,7 @@
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use crate::telemetry::metrics;
+use analyzer_telemetry::metrics;
 
 /// The exposition, collected at the time of the call.
 #[utoipa::path(get, path = "/metrics", tag = "operations",

@@ -12,9 +12,9 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::CurrentTenant;
-use crate::config::TierLimits;
 use crate::limits::RateState;
-use crate::tenants::Tier;
+use crate::limits::TierLimits;
+use analyzer_domain::tenants::Tier;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/v1/usage", get(usage))

@@ -1,0 +1,116 @@
+//! Tenants' rows: create, read, list, change.
+
+use std::str::FromStr as _;
+
+use analyzer_domain::tenants::{Tenant, TenantId, TenantStatus, Tier};
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+
+use crate::{Db, StoreError, now_millis, rfc3339};
+
+impl Db {
+    // ---- tenants -------------------------------------------------------
+
+    /// Insert a new tenant.
+    pub async fn insert_tenant(
+        &self,
+        id: &TenantId,
+        name: &str,
+        tier: Tier,
+    ) -> Result<Tenant, StoreError> {
+        let now = now_millis();
+        let _turn = self.write_turn().await;
+        self.guarded(async {
+            sqlx::query(
+                "INSERT INTO tenants (id, name, tier, status, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 'active', $4, $4)",
+            )
+            .bind(id.as_str())
+            .bind(name)
+            .bind(tier.as_str())
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+            Ok(())
+        })
+        .await?;
+        Ok(Tenant {
+            id: id.clone(),
+            name: name.to_owned(),
+            tier,
+            status: TenantStatus::Active,
+            created_at: rfc3339(now),
+        })
+    }
+
+    /// Read one tenant.
+    pub async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        self.guarded(async {
+            sqlx::query("SELECT id, name, tier, status, created_at FROM tenants WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(self.pool())
+                .await?
+                .map(|row| tenant_from_row(&row))
+                .transpose()
+        })
+        .await
+    }
+
+    /// All tenants, oldest first.
+    pub async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.guarded(async {
+            sqlx::query(
+                "SELECT id, name, tier, status, created_at FROM tenants ORDER BY created_at, id",
+            )
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(tenant_from_row)
+            .collect()
+        })
+        .await
+    }
+
+    /// Change tier and/or status; `None` if there is no such tenant.
+    pub async fn update_tenant(
+        &self,
+        id: &TenantId,
+        tier: Option<Tier>,
+        status: Option<TenantStatus>,
+    ) -> Result<Option<Tenant>, StoreError> {
+        let turn = self.write_turn().await;
+        self.guarded(async {
+            sqlx::query(
+                "UPDATE tenants SET tier = COALESCE($2, tier), status = COALESCE($3, status), \
+                 updated_at = $4 WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .bind(tier.map(Tier::as_str))
+            .bind(status.map(TenantStatus::as_str))
+            .bind(now_millis())
+            .execute(self.pool())
+            .await?;
+            Ok(())
+        })
+        .await?;
+        drop(turn);
+        self.tenant(id).await
+    }
+}
+
+pub(crate) fn tenant_from_row(row: &AnyRow) -> Result<Tenant, StoreError> {
+    let id: String = row.try_get("id")?;
+    let tier: String = row.try_get("tier")?;
+    let status: String = row.try_get("status")?;
+    Ok(Tenant {
+        id: TenantId::from_str(&id).map_err(|e| StoreError::Corrupt(e.0))?,
+        name: row.try_get("name")?,
+        tier: tier
+            .parse()
+            .map_err(|e: analyzer_domain::tenants::InvalidValue| StoreError::Corrupt(e.0))?,
+        status: status
+            .parse()
+            .map_err(|e: analyzer_domain::tenants::InvalidValue| StoreError::Corrupt(e.0))?,
+        created_at: rfc3339(row.try_get("created_at")?),
+    })
+}
