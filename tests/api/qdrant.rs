@@ -225,7 +225,7 @@ async fn qdrant_path_keeps_tenants_apart(url: &str, api_key: Option<&str>) {
 async fn the_qdrant_server_backend_keeps_tenants_apart() {
     let Ok(url) = std::env::var("QDRANT_URL") else {
         eprintln!(
-            "SKIPPED: QDRANT_URL is not set; start a Qdrant server (see README) to run the Qdrant path against it"
+            "SKIPPED: QDRANT_URL is not set; start a Qdrant server (see docs/testing.md) to run the Qdrant path against it"
         );
         return;
     };

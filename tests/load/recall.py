@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Recall of the embedded search against an exact reckoning (BENCHMARKS.md).
+"""Recall of the embedded search against an exact reckoning (docs/benchmarks.md).
 
 Seeds one premium tenant with `--chunks` documents of the load harness's
 kind of text (pseudo-words of three syllables, drawn by a seeded

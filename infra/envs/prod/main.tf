@@ -1,5 +1,5 @@
 # Production: the design's sizing. State in S3 (create the bucket and the
-# lock table once, see README "Deploy"), then:
+# lock table once, see docs/deploy.md), then:
 #   terraform init && terraform apply -var-file=prod.tfvars
 
 terraform {
