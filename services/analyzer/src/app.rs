@@ -358,10 +358,10 @@ async fn open_vectors(
     db: &Db,
     embedder: &dyn Embedder,
 ) -> anyhow::Result<Arc<dyn VectorStore>> {
-    let (model, space) = (embedder.model().to_owned(), embedder.space());
     let Some(qdrant) = &config.qdrant else {
         return open_edge(config, db, embedder).await;
     };
+    let (model, space) = (embedder.model().to_owned(), embedder.space());
     let store = Arc::new(
         QdrantStore::new(qdrant, &model, space)
             .context("QDRANT_URL")?

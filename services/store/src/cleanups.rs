@@ -41,7 +41,7 @@ use std::sync::Mutex;
 
 use sqlx::Row as _;
 
-use super::{Db, SearchContext, StoreError, now_millis};
+use super::{Db, SearchContext, StoreError, now_millis, tenant_column};
 use analyzer_domain::tenants::TenantId;
 
 /// One revision of a document's vectors: chunks `0..chunk_count`.
@@ -157,12 +157,7 @@ impl Db {
         for row in rows {
             let tenant: String = row.try_get(0)?;
             let count: i64 = row.try_get(1)?;
-            let tenant: TenantId =
-                tenant
-                    .parse()
-                    .map_err(|e: analyzer_domain::tenants::InvalidValue| {
-                        StoreError::Corrupt(format!("vector_cleanups.tenant_id: {e}"))
-                    })?;
+            let tenant = tenant_column("vector_cleanups.tenant_id", &tenant)?;
             unsettled.rise(&tenant, u64::try_from(count).unwrap_or(0));
         }
         Ok(())
@@ -328,11 +323,7 @@ impl Db {
                 let tenant: String = row.try_get(0)?;
                 let state: String = row.try_get(4)?;
                 Ok(DueCleanup {
-                    tenant: tenant.parse().map_err(
-                        |e: analyzer_domain::tenants::InvalidValue| {
-                            StoreError::Corrupt(format!("vector_cleanups.tenant_id: {e}"))
-                        },
-                    )?,
+                    tenant: tenant_column("vector_cleanups.tenant_id", &tenant)?,
                     vectors: VectorRevision {
                         document_id: row.try_get(1)?,
                         revision: row.try_get(2)?,

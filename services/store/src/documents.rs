@@ -10,7 +10,7 @@ use sqlx::any::AnyRow;
 
 use crate::cleanups;
 use crate::usage::add_usage;
-use crate::{Db, StoreError, VectorRevision};
+use crate::{Db, StoreError, VectorRevision, tenant_column};
 
 /// A document as stored: what `GET /v1/documents/{id}` returns.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,9 +80,9 @@ impl Db {
     /// reconciliation walks.
     pub async fn documents_after(
         &self,
-        after: Option<&(String, String)>,
+        after: Option<&(TenantId, String)>,
         limit: u32,
-    ) -> Result<Vec<(String, StoredDocument)>, StoreError> {
+    ) -> Result<Vec<(TenantId, StoredDocument)>, StoreError> {
         let _quota = self.quota().await;
         self.guarded(async {
             let (tenant, id) = after.map_or(("", ""), |(t, i)| (t.as_str(), i.as_str()));
@@ -98,7 +98,13 @@ impl Db {
             .fetch_all(self.pool())
             .await?
             .iter()
-            .map(|row| Ok((row.try_get("tenant_id")?, document_from_row(row)?)))
+            .map(|row| {
+                let tenant: String = row.try_get("tenant_id")?;
+                Ok((
+                    tenant_column("documents.tenant_id", &tenant)?,
+                    document_from_row(row)?,
+                ))
+            })
             .collect()
         })
         .await

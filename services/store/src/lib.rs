@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use analyzer_domain::tenants::{InvalidValue, TenantId};
 use secrecy::SecretString;
 use sqlx::AnyPool;
 
@@ -136,6 +137,13 @@ pub struct PoolStats {
     pub idle: u32,
     /// The pool's bound.
     pub max: u32,
+}
+
+/// A tenant id read from `column`: a malformed one is a corrupt row.
+pub(crate) fn tenant_column(column: &str, value: &str) -> Result<TenantId, StoreError> {
+    value
+        .parse()
+        .map_err(|e: InvalidValue| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
 /// The current time in Unix milliseconds.

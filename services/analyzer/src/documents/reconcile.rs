@@ -3,8 +3,7 @@
 
 use analyzer_domain::chunk::{ChunkingConfig, chunk_text};
 use analyzer_domain::embed::Embedder;
-use analyzer_domain::tenants::{InvalidValue, TenantId};
-use analyzer_store::{Db, StoreError};
+use analyzer_store::Db;
 use analyzer_vectors::edge::EdgeStore;
 use analyzer_vectors::{VectorStore as _, revision_point_ids};
 
@@ -51,9 +50,6 @@ pub async fn reconcile(
         let mut missing = Vec::new();
         for (tenant, doc) in page {
             report.documents += 1;
-            let tenant: TenantId = tenant.parse().map_err(|e: InvalidValue| {
-                StoreError::Corrupt(format!("documents.tenant_id: {e}"))
-            })?;
             let count = u32::try_from(doc.chunk_count).unwrap_or(0);
             let mut complete = true;
             for id in revision_point_ids(&tenant, &doc.id, &doc.revision, count) {
