@@ -52,3 +52,100 @@ async fn the_documented_routes_are_the_routes_of_the_openapi_description() {
     assert!(documented.len() > 10, "parsed docs/api.md: {documented:?}");
     assert_eq!(documented, served, "docs/api.md and /openapi.json disagree");
 }
+
+/// Whether a tool can be run; a test without it is skipped with a note,
+/// but under CI (`CI=true`) that is a failure: `.ci/run` installs it.
+fn available(program: &str, arg: &str) -> bool {
+    let found = std::process::Command::new(program)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{program} is required under CI=true (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: {program} is not installed");
+    }
+    found
+}
+
+/// Run a command to success, or fail with its output.
+fn run(command: &mut std::process::Command) {
+    let output = command.output().expect("the command runs");
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+async fn served_description(s: &analyzer_tests::TestServer) -> serde_json::Value {
+    let (status, spec) = analyzer_tests::split(
+        s.http
+            .get(s.url("/openapi.json"))
+            .send()
+            .await
+            .expect("openapi"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    spec
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_served_openapi_description_is_valid_openapi() {
+    if !available("openapi-spec-validator", "--version") {
+        return;
+    }
+    let env = start(Db::Sqlite, Options::default()).await.expect("start");
+    let spec = served_description(&env.server).await;
+    let file = env.dir.path().join("openapi.json");
+    std::fs::write(&file, spec.to_string()).expect("write the description");
+    run(std::process::Command::new("openapi-spec-validator").arg(&file));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typescript_client_generated_from_the_description_type_checks_and_runs_a_journey() {
+    if !available("npm", "--version") {
+        return;
+    }
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("client");
+    // Installed from the lock file when it changed since the last install.
+    let lock = std::fs::read(client.join("package-lock.json")).expect("package-lock.json");
+    let stamp = client.join("node_modules/.installed-from");
+    let digest = {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        lock.hash(&mut hasher);
+        hasher.finish().to_string()
+    };
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(digest.as_str()) {
+        run(std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefer-offline"])
+            .current_dir(&client));
+        std::fs::write(&stamp, &digest).expect("write the install stamp");
+    }
+    let env = start(Db::Sqlite, Options::default()).await.expect("start");
+    let s = &env.server;
+    let spec = served_description(s).await;
+    let file = env.dir.path().join("openapi.json");
+    std::fs::write(&file, spec.to_string()).expect("write the description");
+    let bin = |name: &str| client.join("node_modules/.bin").join(name);
+    run(std::process::Command::new(bin("openapi-typescript"))
+        .arg(&file)
+        .args(["--output", "generated/schema.d.ts"])
+        .current_dir(&client));
+    // Strict type check first, then the same sources built and run.
+    run(std::process::Command::new(bin("tsc"))
+        .arg("--noEmit")
+        .current_dir(&client));
+    run(std::process::Command::new(bin("tsc")).current_dir(&client));
+    let (_, token) = s.tenant("Generated Client", "premium").await;
+    run(std::process::Command::new("node")
+        .arg("dist/journey.js")
+        .env("ANALYZER_URL", s.url(""))
+        .env("ANALYZER_TOKEN", token)
+        .current_dir(&client));
+}

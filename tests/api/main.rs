@@ -6,8 +6,10 @@
 mod bad_input;
 mod cache;
 mod cli;
+mod collections;
 mod contract;
 mod faults;
+mod frontend;
 mod fuzz;
 mod infra;
 mod isolation;
@@ -16,6 +18,7 @@ mod layout;
 mod ledger;
 mod lifecycle;
 mod limits;
+mod metadata;
 mod openai;
 mod operations;
 mod qdrant;

@@ -182,9 +182,10 @@ async fn sweep_vector_journal(state: AppState, mut stop: watch::Receiver<bool>) 
         )
         .await
         {
-            Ok(swept) if swept.removed + swept.failed > 0 => tracing::info!(
+            Ok(swept) if swept.removed + swept.failed + swept.resynced > 0 => tracing::info!(
                 removed = swept.removed,
                 failed = swept.failed,
+                resynced = swept.resynced,
                 "vector journal swept"
             ),
             Ok(_) => {}

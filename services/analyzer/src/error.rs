@@ -1,6 +1,9 @@
 //! The error type of the domain services. Each variant says what a caller
 //! did wrong or which dependency failed; the HTTP layer maps it to a status.
 
+use serde::Serialize;
+use utoipa::ToSchema;
+
 use crate::tenants::TenantError;
 use analyzer_domain::embed::ProviderError;
 use analyzer_domain::tenants::InvalidValue;
@@ -13,6 +16,9 @@ pub enum ServiceError {
     /// The input is malformed or out of range (400).
     #[error("{0}")]
     Invalid(String),
+    /// Fields of the input are invalid, each named (400).
+    #[error("{}", FieldError::summary(.0))]
+    InvalidFields(Vec<FieldError>),
     /// The input is larger than allowed (413).
     #[error("{0}")]
     TooLarge(String),
@@ -22,6 +28,14 @@ pub enum ServiceError {
     /// The thing asked for does not exist for this caller (404).
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with what exists (409); the code names how.
+    #[error("{message}")]
+    Conflict {
+        /// The problem's machine-readable code.
+        code: &'static str,
+        /// What conflicts.
+        message: String,
+    },
     /// The relational store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -31,6 +45,71 @@ pub enum ServiceError {
     /// The embedding or LLM provider failed.
     #[error(transparent)]
     Provider(#[from] ProviderError),
+}
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// Where: a path into the JSON body (`documents[2].text`), or the name
+    /// of a query parameter or form part.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FieldError {
+    /// Every error as `field: message`, joined, for a problem's `detail`.
+    fn summary(errors: &[FieldError]) -> String {
+        errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// Collects every invalid field of a request, so that one answer names
+/// them all instead of only the first.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldError>);
+
+impl Violations {
+    /// Record that `field` is invalid.
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// The value of `checked`, or `None` with its error recorded against `field`.
+    pub fn check<T, E: std::fmt::Display>(
+        &mut self,
+        field: impl Into<String>,
+        checked: Result<T, E>,
+    ) -> Option<T> {
+        match checked {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.add(field, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok` if no field was invalid, else every invalid field.
+    pub fn finish(self) -> Result<(), ServiceError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ServiceError::InvalidFields(self.0))
+        }
+    }
 }
 
 impl From<InvalidValue> for ServiceError {

@@ -9,10 +9,12 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 use tracing::Instrument as _;
 use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, SchemaType, Type};
 
 use crate::cache::{Cache, CacheStats};
-use crate::documents::{DEFAULT_COLLECTION, collection_name, field_name};
-use crate::error::ServiceError;
+use crate::documents::{DEFAULT_COLLECTION, Metadata, collection_name, filter_conditions};
+use crate::error::{ServiceError, Violations};
 use crate::usage::UsageRecorder;
 use analyzer_domain::embed::{Embedder, Embedding, VectorSpace};
 use analyzer_domain::tenants::TenantId;
@@ -24,6 +26,30 @@ pub const DEFAULT_TOP_K: usize = 5;
 /// Longest accepted query or question, in characters.
 pub const MAX_QUERY_CHARS: usize = 4096;
 
+/// A metadata filter: an open object of the values fields must equal.
+pub struct MetadataFilter;
+
+impl utoipa::PartialSchema for MetadataFilter {
+    fn schema() -> RefOr<Schema> {
+        let scalar = ObjectBuilder::new().schema_type(SchemaType::Array(vec![
+            Type::String,
+            Type::Integer,
+            Type::Boolean,
+        ]));
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Object))
+            .description(Some(
+                "Metadata fields that must equal these values: strings, integers or booleans.",
+            ))
+            .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(Schema::Object(
+                scalar.build(),
+            )))))
+            .into()
+    }
+}
+
+impl ToSchema for MetadataFilter {}
+
 /// `POST /v1/search` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -34,8 +60,8 @@ pub struct SearchRequest {
     pub top_k: Option<i64>,
     /// Collection; `default` if omitted.
     pub collection: Option<String>,
-    /// Metadata fields that must equal these values (string, integer or boolean).
-    #[schema(value_type = Option<Object>)]
+    /// Metadata fields that must equal these values.
+    #[schema(value_type = Option<MetadataFilter>)]
     pub filter: Option<Map<String, Value>>,
 }
 
@@ -51,7 +77,7 @@ pub struct Hit {
     /// The chunk's text.
     pub text: String,
     /// The document's metadata.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Metadata)]
     pub metadata: Map<String, Value>,
 }
 
@@ -99,43 +125,31 @@ impl Retrieval {
         filter: Option<Map<String, Value>>,
         max_top_k: usize,
     ) -> Result<Self, ServiceError> {
+        let mut found = Violations::default();
         if query.trim().is_empty() {
-            return Err(ServiceError::Invalid(format!(
-                "`{field}` must not be empty"
-            )));
-        }
-        if query.chars().count() > MAX_QUERY_CHARS {
-            return Err(ServiceError::Invalid(format!(
-                "`{field}` must be at most {MAX_QUERY_CHARS} characters"
-            )));
+            found.add(field, "must not be empty");
+        } else if query.chars().count() > MAX_QUERY_CHARS {
+            found.add(
+                field,
+                format!("must be at most {MAX_QUERY_CHARS} characters"),
+            );
         }
         let top_k = match top_k {
             None => DEFAULT_TOP_K.min(max_top_k),
             Some(k) if k >= 1 && usize::try_from(k).is_ok_and(|k| k <= max_top_k) => k as usize,
             Some(k) => {
-                return Err(ServiceError::Invalid(format!(
-                    "`top_k` must be between 1 and {max_top_k}, got {k}"
-                )));
+                found.add(
+                    "top_k",
+                    format!("must be between 1 and {max_top_k}, got {k}"),
+                );
+                0
             }
         };
-        let collection = collection_name(collection)?;
-        let mut conditions = Vec::new();
-        for (key, value) in filter.unwrap_or_default() {
-            field_name(&key)?;
-            let value = match value {
-                Value::String(s) => FilterValue::String(s),
-                Value::Bool(b) => FilterValue::Bool(b),
-                Value::Number(n) if n.is_i64() => {
-                    FilterValue::Integer(n.as_i64().unwrap_or_default())
-                }
-                other => {
-                    return Err(ServiceError::Invalid(format!(
-                        "filter `{key}`: expected a string, integer or boolean, got {other}"
-                    )));
-                }
-            };
-            conditions.push((key, value));
-        }
+        let collection = found
+            .check("collection", collection_name(collection))
+            .unwrap_or_default();
+        let conditions = filter_conditions(filter.unwrap_or_default(), &mut found);
+        found.finish()?;
         Ok(Self {
             query,
             top_k,
@@ -143,6 +157,7 @@ impl Retrieval {
             filter: conditions,
         })
     }
+
     /// The cache key of this retrieval at a data generation: everything
     /// that changes the result is in it (model, normalized query, top_k,
     /// filter), and the generation makes older entries unreachable.
@@ -160,8 +175,16 @@ impl Retrieval {
             &self.top_k.to_string(),
             &filter.join("\u{1f}"),
         ]);
-        format!("search:{}:{generation}:{digest}", self.collection)
+        format!(
+            "{}{generation}:{digest}",
+            collection_key_prefix(&self.collection)
+        )
     }
+}
+
+/// The start of every cache key of a collection's searches.
+fn collection_key_prefix(collection: &str) -> String {
+    format!("search:{collection}:")
 }
 
 /// SHA-256 of `parts`, each followed by a separator, as lower-case hex.
@@ -204,6 +227,19 @@ pub struct Retrieved {
 }
 
 impl Retriever<'_> {
+    /// Remove a deleted collection's cached searches. They are unreachable
+    /// already (the tenant's data generation moved on); this frees their
+    /// room now. A cache that cannot be reached keeps them until they expire.
+    pub async fn forget_collection(&self, tenant: &TenantId, collection: &str) {
+        if let Err(e) = self
+            .cache
+            .forget(tenant, &collection_key_prefix(collection))
+            .await
+        {
+            tracing::warn!(error = %e, "could not remove a deleted collection's cached searches");
+        }
+    }
+
     /// The query's embedding. A remote embedder's (dense) vectors are
     /// cached per tenant (they cost a round trip and tokens); the built-in
     /// one is cheaper to run than to fetch.

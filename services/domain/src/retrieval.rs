@@ -3,6 +3,18 @@
 
 use serde_json::{Map, Value};
 
+/// A scalar a metadata filter can match exactly (in searches and in
+/// document listings).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FilterValue {
+    /// A string, matched as a keyword.
+    String(String),
+    /// An integer.
+    Integer(i64),
+    /// A boolean.
+    Bool(bool),
+}
+
 /// One search result.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChunkHit {

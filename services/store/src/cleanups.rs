@@ -361,6 +361,28 @@ pub(super) async fn commit_pending(
     }
 }
 
+/// Inside a documents transaction: `revisions`, whose documents it
+/// deletes, recorded for removal.
+pub(super) async fn supersede_all(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &TenantId,
+    revisions: &[VectorRevision],
+) -> Result<(), StoreError> {
+    if revisions.is_empty() {
+        return Ok(());
+    }
+    let now = now_millis();
+    for r in revisions {
+        record(tx, tenant, r, REMOVE, now).await?;
+    }
+    count_entries(
+        tx,
+        tenant,
+        i64::try_from(revisions.len()).unwrap_or(i64::MAX),
+    )
+    .await
+}
+
 /// Inside a documents transaction: the current revision of a document, if
 /// any, recorded for removal because the transaction supersedes it.
 pub(super) async fn supersede(

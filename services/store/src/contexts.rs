@@ -86,7 +86,7 @@ impl Contexts {
 pub struct SearchContext {
     /// Bumped by every change to the tenant's documents.
     pub generation: i64,
-    /// Whether the tenant has any document in the collection.
+    /// Whether the tenant has the collection.
     pub collection_exists: bool,
     /// Whether the vector journal had entries of the tenant's when this
     /// was read (see `cleanups`): then a search checks its hits.
@@ -131,8 +131,8 @@ impl Db {
         let _quota = self.quota().await;
         self.guarded(async {
             let row = sqlx::query(
-                "SELECT data_generation, CAST(CASE WHEN EXISTS (SELECT 1 FROM documents \
-                 WHERE tenant_id = $1 AND collection = $2) THEN 1 ELSE 0 END AS BIGINT), \
+                "SELECT data_generation, CAST(CASE WHEN EXISTS (SELECT 1 FROM collections \
+                 WHERE tenant_id = $1 AND name = $2) THEN 1 ELSE 0 END AS BIGINT), \
                  vector_journal FROM tenants WHERE id = $1",
             )
             .bind(tenant.as_str())

@@ -3,14 +3,16 @@
 
 use std::collections::HashMap;
 
+use analyzer_domain::retrieval::FilterValue;
 use analyzer_domain::tenants::TenantId;
 use analyzer_domain::usage;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
 use crate::cleanups;
+use crate::collections::ensure_collection;
 use crate::usage::add_usage;
-use crate::{Db, StoreError, VectorRevision, tenant_column};
+use crate::{Backend, Db, StoreError, VectorRevision, tenant_column};
 
 /// A document as stored: what `GET /v1/documents/{id}` returns.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +37,46 @@ pub struct StoredDocument {
     pub created_at: i64,
     /// Last replacement time, Unix milliseconds.
     pub updated_at: i64,
+}
+
+/// A document in a listing: what is stored but its text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentSummary {
+    /// The tenant-scoped document id.
+    pub id: String,
+    /// The collection it belongs to.
+    pub collection: String,
+    /// The caller's metadata (a JSON object).
+    pub metadata: serde_json::Value,
+    /// How many chunks were embedded.
+    pub chunk_count: i64,
+    /// Size of the text in bytes.
+    pub byte_size: i64,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// Last replacement time, Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// A listing's position: the `(created_at, id)` of the last document
+/// returned. Both never change while the document exists, so a listing
+/// continued from it neither repeats a document nor skips one that
+/// existed when it began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPosition {
+    /// The last document's creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// The last document's id.
+    pub id: String,
+}
+
+/// Which of a tenant's documents a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct DocumentFilter {
+    /// Only this collection's.
+    pub collection: Option<String>,
+    /// Only those whose metadata field equals the value, for each.
+    pub metadata: Vec<(String, FilterValue)>,
 }
 
 /// What a tenant has stored.
@@ -71,6 +113,59 @@ impl Db {
             .await?
             .map(|row| document_from_row(&row))
             .transpose()
+        })
+        .await
+    }
+
+    /// Up to `limit` of the tenant's documents that pass `filter`, newest
+    /// first (by creation time, then id), after `after`.
+    pub async fn list_documents(
+        &self,
+        tenant: &TenantId,
+        filter: &DocumentFilter,
+        after: Option<&ListPosition>,
+        limit: u32,
+    ) -> Result<Vec<DocumentSummary>, StoreError> {
+        let _quota = self.quota().await;
+        let backend = self.backend;
+        self.guarded(async {
+            let mut sql = String::from(
+                "SELECT id, collection, metadata, chunk_count, byte_size, created_at, updated_at \
+                 FROM documents WHERE tenant_id = $1",
+            );
+            let mut binds: Vec<Bind> = vec![Bind::Text(tenant.as_str().to_owned())];
+            if let Some(collection) = &filter.collection {
+                let p = push(&mut binds, Bind::Text(collection.clone()));
+                sql.push_str(&format!(" AND collection = {p}"));
+            }
+            if let Some(after) = after {
+                let t = push(&mut binds, Bind::Int(after.created_at));
+                let i = push(&mut binds, Bind::Text(after.id.clone()));
+                sql.push_str(&format!(
+                    " AND (created_at < {t} OR (created_at = {t} AND id < {i}))"
+                ));
+            }
+            for (field, value) in &filter.metadata {
+                sql.push_str(" AND ");
+                sql.push_str(&metadata_condition(backend, field, value, &mut |b| {
+                    push(&mut binds, b)
+                }));
+            }
+            let l = push(&mut binds, Bind::Int(i64::from(limit)));
+            sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {l}"));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for bind in binds {
+                query = match bind {
+                    Bind::Text(s) => query.bind(s),
+                    Bind::Int(i) => query.bind(i),
+                };
+            }
+            query
+                .fetch_all(self.pool())
+                .await?
+                .iter()
+                .map(summary_from_row)
+                .collect()
         })
         .await
     }
@@ -186,6 +281,12 @@ impl Db {
             // tenant on any task then see each other's bytes, and each reads
             // the revision it replaces after the other has committed.
             bump_generation(&mut tx, tenant).await?;
+            let mut collections: Vec<&str> = documents.iter().map(|d| d.collection.as_str()).collect();
+            collections.sort_unstable();
+            collections.dedup();
+            for name in collections {
+                ensure_collection(&mut tx, tenant, name).await?;
+            }
             let mut chunks = 0;
             let mut superseded = Vec::new();
             for doc in documents {
@@ -373,6 +474,77 @@ pub(crate) async fn bump_generation(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// A value bound to a listing's query.
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// Add a parameter; its placeholder.
+fn push(binds: &mut Vec<Bind>, bind: Bind) -> String {
+    binds.push(bind);
+    format!("${}", binds.len())
+}
+
+/// The SQL condition that a document's metadata `field` equals `value`, in
+/// the backend's JSON functions; the field and value are bound, never
+/// spliced (`bind` adds a parameter and names its placeholder).
+fn metadata_condition(
+    backend: Backend,
+    field: &str,
+    value: &FilterValue,
+    bind: &mut dyn FnMut(Bind) -> String,
+) -> String {
+    match backend {
+        // jsonb equality compares type and value: "1" does not equal 1.
+        Backend::Postgres => {
+            let json = match value {
+                FilterValue::String(s) => serde_json::Value::from(s.as_str()),
+                FilterValue::Integer(i) => serde_json::Value::from(*i),
+                FilterValue::Bool(b) => serde_json::Value::from(*b),
+            };
+            let f = bind(Bind::Text(field.to_owned()));
+            let v = bind(Bind::Text(json.to_string()));
+            format!("(CAST(metadata AS jsonb) -> CAST({f} AS text)) = CAST({v} AS jsonb)")
+        }
+        // json_type tells a string from a number, and true from 1.
+        Backend::Sqlite => {
+            let path = bind(Bind::Text(format!("$.\"{field}\"")));
+            match value {
+                FilterValue::String(s) => {
+                    let v = bind(Bind::Text(s.clone()));
+                    format!(
+                        "(json_type(metadata, {path}) = 'text' AND json_extract(metadata, {path}) = {v})"
+                    )
+                }
+                FilterValue::Integer(i) => {
+                    let v = bind(Bind::Int(*i));
+                    format!(
+                        "(json_type(metadata, {path}) = 'integer' AND json_extract(metadata, {path}) = {v})"
+                    )
+                }
+                FilterValue::Bool(b) => {
+                    format!("json_type(metadata, {path}) = '{b}'")
+                }
+            }
+        }
+    }
+}
+
+fn summary_from_row(row: &AnyRow) -> Result<DocumentSummary, StoreError> {
+    let metadata: String = row.try_get("metadata")?;
+    Ok(DocumentSummary {
+        id: row.try_get("id")?,
+        collection: row.try_get("collection")?,
+        metadata: serde_json::from_str(&metadata)
+            .map_err(|e| StoreError::Corrupt(format!("document metadata: {e}")))?,
+        chunk_count: row.try_get("chunk_count")?,
+        byte_size: row.try_get("byte_size")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
 }
 
 pub(crate) fn document_from_row(row: &AnyRow) -> Result<StoredDocument, StoreError> {

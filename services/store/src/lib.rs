@@ -15,17 +15,21 @@ use secrecy::SecretString;
 use sqlx::AnyPool;
 
 mod cleanups;
+mod collections;
 mod contexts;
 mod documents;
 pub mod gate;
 mod guard;
+mod metadata;
 mod pools;
 mod tenants;
 mod usage;
 pub use cleanups::{DueCleanup, SettledMark, VectorRevision};
+pub use collections::{CollectionStats, DEFAULT_COLLECTION};
 pub use contexts::SearchContext;
-pub use documents::{StorageTotals, StoredDocument};
+pub use documents::{DocumentFilter, DocumentSummary, ListPosition, StorageTotals, StoredDocument};
 pub use guard::{DbGuardConfig, FALLBACK_CONTEXT_AGE, OUTAGE_FALLBACK_LIMIT};
+pub use metadata::{DueMetadataSync, MetadataWrite};
 pub use usage::LedgerRow;
 
 /// Where the database is and how it is used (`DATABASE_URL`,

@@ -6,12 +6,13 @@ use analyzer_domain::tenants::{Tenant, TenantId, TenantStatus, Tier};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
+use crate::collections::{DEFAULT_COLLECTION, ensure_collection};
 use crate::{Db, StoreError, now_millis, rfc3339};
 
 impl Db {
     // ---- tenants -------------------------------------------------------
 
-    /// Insert a new tenant.
+    /// Insert a new tenant, with its `default` collection.
     pub async fn insert_tenant(
         &self,
         id: &TenantId,
@@ -19,8 +20,8 @@ impl Db {
         tier: Tier,
     ) -> Result<Tenant, StoreError> {
         let now = now_millis();
-        let _turn = self.write_turn().await;
         self.guarded(async {
+            let (_turn, mut tx) = self.begin_write().await?;
             sqlx::query(
                 "INSERT INTO tenants (id, name, tier, status, created_at, updated_at) \
                  VALUES ($1, $2, $3, 'active', $4, $4)",
@@ -29,8 +30,10 @@ impl Db {
             .bind(name)
             .bind(tier.as_str())
             .bind(now)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+            ensure_collection(&mut tx, id, DEFAULT_COLLECTION).await?;
+            tx.commit().await?;
             Ok(())
         })
         .await?;

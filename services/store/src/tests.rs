@@ -19,7 +19,7 @@ fn sqlite_in(dir: &Path) -> StoreConfig {
 }
 
 /// A migrated SQLite database in `dir` with one premium tenant.
-async fn sqlite_with_tenant(dir: &Path) -> (Db, TenantId) {
+pub(crate) async fn sqlite_with_tenant(dir: &Path) -> (Db, TenantId) {
     let db = Db::connect(&sqlite_in(dir)).await.expect("connect");
     db.migrate().await.expect("migrate");
     let tenant = TenantId::generate();
@@ -30,7 +30,7 @@ async fn sqlite_with_tenant(dir: &Path) -> (Db, TenantId) {
 }
 
 /// A one-chunk document of four bytes of text.
-fn stored(id: &str, revision: &str) -> StoredDocument {
+pub(crate) fn stored(id: &str, revision: &str) -> StoredDocument {
     StoredDocument {
         id: id.to_owned(),
         collection: "default".into(),
@@ -47,7 +47,7 @@ fn stored(id: &str, revision: &str) -> StoredDocument {
 
 /// Store `doc` as an ingest does: its revision recorded as pending
 /// first. Answers the revisions it superseded.
-async fn ingest(
+pub(crate) async fn ingest(
     db: &Db,
     tenant: &TenantId,
     doc: StoredDocument,

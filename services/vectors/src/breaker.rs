@@ -11,6 +11,8 @@ use analyzer_domain::tenants::TenantId;
 pub use analyzer_runtime::breaker::{Breaker, BreakerConfig};
 use async_trait::async_trait;
 
+use serde_json::{Map, Value};
+
 use super::{ChunkHit, ChunkPoint, SearchQuery, VectorError, VectorStore};
 
 /// Run `call` under `breaker` with its call deadline; a failed call is
@@ -76,6 +78,21 @@ impl VectorStore for BreakerStore {
         guarded(&self.breaker, || {
             self.inner
                 .delete_revision(tenant, document_id, revision, count)
+        })
+        .await
+    }
+
+    async fn set_metadata(
+        &self,
+        tenant: &TenantId,
+        document_id: &str,
+        revision: &str,
+        count: u32,
+        metadata: Map<String, Value>,
+    ) -> Result<(), VectorError> {
+        guarded(&self.breaker, || {
+            self.inner
+                .set_metadata(tenant, document_id, revision, count, metadata.clone())
         })
         .await
     }

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use analyzer_domain::embed::Embedding;
-pub use analyzer_domain::retrieval::ChunkHit;
+pub use analyzer_domain::retrieval::{ChunkHit, FilterValue};
 use analyzer_domain::tenants::TenantId;
 
 /// The name of the sparse vector of every point when the embedder's
@@ -100,17 +100,6 @@ impl ChunkPoint {
     }
 }
 
-/// A scalar a metadata filter can match exactly.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum FilterValue {
-    /// A string, matched as a keyword.
-    String(String),
-    /// An integer.
-    Integer(i64),
-    /// A boolean.
-    Bool(bool),
-}
-
 /// A similarity search inside one tenant's collection.
 #[derive(Debug, Clone)]
 pub struct SearchQuery {
@@ -140,6 +129,16 @@ pub trait VectorStore: Send + Sync {
         count: u32,
     ) -> Result<(), VectorError>;
 
+    /// Replace the metadata in the payload of chunks `0..count` of one
+    /// revision of a tenant's document (searches filter on it and return it).
+    async fn set_metadata(
+        &self,
+        tenant: &TenantId,
+        document_id: &str,
+        revision: &str,
+        count: u32,
+        metadata: Map<String, Value>,
+    ) -> Result<(), VectorError>;
     /// Remove every chunk of one of the tenant's documents.
     async fn delete_document(
         &self,

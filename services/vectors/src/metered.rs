@@ -11,6 +11,8 @@ use async_trait::async_trait;
 use opentelemetry::KeyValue;
 use tracing::Instrument as _;
 
+use serde_json::{Map, Value};
+
 use super::{ChunkHit, ChunkPoint, SearchQuery, VectorError, VectorStore};
 use analyzer_domain::tenants::TenantId;
 use analyzer_telemetry::metrics::metrics;
@@ -88,6 +90,24 @@ impl VectorStore for Metered {
             "delete",
             self.inner
                 .delete_revision(tenant, document_id, revision, count),
+        )
+        .instrument(span)
+        .await
+    }
+
+    async fn set_metadata(
+        &self,
+        tenant: &TenantId,
+        document_id: &str,
+        revision: &str,
+        count: u32,
+        metadata: Map<String, Value>,
+    ) -> Result<(), VectorError> {
+        let span = analyzer_telemetry::op_span!("store.write", store = "vectors", points = count);
+        self.measured(
+            "set_payload",
+            self.inner
+                .set_metadata(tenant, document_id, revision, count, metadata),
         )
         .instrument(span)
         .await

@@ -14,8 +14,8 @@ use qdrant_client::Qdrant;
 use qdrant_client::qdrant::{
     Condition, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeletePointsBuilder,
     Distance, FieldType, Filter, KeywordIndexParamsBuilder, PointStruct, SearchParamsBuilder,
-    SearchPointsBuilder, SparseVectorParamsBuilder, SparseVectorsConfigBuilder,
-    UpsertPointsBuilder, Vector, VectorParamsBuilder, Vectors,
+    SearchPointsBuilder, SetPayloadPointsBuilder, SparseVectorParamsBuilder,
+    SparseVectorsConfigBuilder, UpsertPointsBuilder, Vector, VectorParamsBuilder, Vectors,
 };
 use serde_json::Value;
 
@@ -233,6 +233,37 @@ impl VectorStore for QdrantStore {
                 DeletePointsBuilder::new(&self.collection)
                     .points(filter)
                     .wait(true),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn set_metadata(
+        &self,
+        tenant: &TenantId,
+        document_id: &str,
+        revision: &str,
+        count: u32,
+        metadata: serde_json::Map<String, Value>,
+    ) -> Result<(), VectorError> {
+        if count == 0 {
+            return Ok(());
+        }
+        self.ensure_collection().await?;
+        let ids = revision_point_ids(tenant, document_id, revision, count).map(|id| id.to_string());
+        let filter = Self::filter(tenant, vec![Condition::has_id(ids)]);
+        let mut payload = serde_json::Map::new();
+        payload.insert(keys::METADATA.to_owned(), Value::Object(metadata));
+        // Top-level keys are replaced whole: the old metadata goes.
+        self.traced()
+            .set_payload(
+                SetPayloadPointsBuilder::new(
+                    &self.collection,
+                    qdrant_client::Payload::from(payload),
+                )
+                .points_selector(filter)
+                .wait(true),
             )
             .await
             .map_err(unavailable)?;

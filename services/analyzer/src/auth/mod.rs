@@ -44,6 +44,9 @@ pub enum AuthError {
     /// No bearer token.
     #[error("missing bearer token")]
     Missing,
+    /// The token's `exp` has passed.
+    #[error("token expired")]
+    Expired,
     /// The token is not acceptable; the text says why, safely.
     #[error("{0}")]
     Invalid(&'static str),
@@ -280,7 +283,7 @@ impl Authenticator {
         let data = outcome.map_err(|e: jsonwebtoken::errors::Error| {
             use jsonwebtoken::errors::ErrorKind as K;
             AuthError::Invalid(match e.kind() {
-                K::ExpiredSignature => "token expired",
+                K::ExpiredSignature => return AuthError::Expired,
                 K::ImmatureSignature => "token not yet valid",
                 K::InvalidSignature => "token signature invalid",
                 K::InvalidIssuer => "token issuer not accepted",

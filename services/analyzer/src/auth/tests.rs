@@ -58,7 +58,7 @@ async fn expiry_is_required_and_enforced_with_leeway() {
     );
     assert!(matches!(
         auth.verify(&expired).await,
-        Err(AuthError::Invalid("token expired"))
+        Err(AuthError::Expired)
     ));
     let within_leeway = sign(
         &serde_json::json!({"scope": "admin", "exp": now - 10}),

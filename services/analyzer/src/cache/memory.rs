@@ -209,6 +209,26 @@ impl Cache for MemoryCache {
         Ok(())
     }
 
+    async fn forget(&self, tenant: &TenantId, prefix: &str) -> Result<u64, CacheError> {
+        let prefix = full_key(tenant, prefix);
+        let mut inner = self.lock()?;
+        let Some(share) = inner.tenants.get(tenant.as_str()) else {
+            return Ok(0);
+        };
+        let doomed: Vec<Arc<str>> = share
+            .order
+            .iter()
+            .filter(|k| k.starts_with(prefix.as_str()))
+            .cloned()
+            .collect();
+        let before = inner.entries.len();
+        for key in &doomed {
+            inner.remove(key);
+        }
+        // Their places in the order queues go at the next compaction.
+        Ok((before - inner.entries.len()) as u64)
+    }
+
     async fn used_bytes(&self, tenant: &TenantId) -> Result<u64, CacheError> {
         Ok(self
             .lock()?

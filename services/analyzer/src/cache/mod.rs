@@ -89,6 +89,9 @@ pub trait Cache: Send + Sync {
         ttl: Duration,
         budget: u64,
     ) -> Result<(), CacheError>;
+    /// Remove the tenant's entries whose keys start with `prefix` (what a
+    /// deleted collection leaves), returning how many there were.
+    async fn forget(&self, tenant: &TenantId, prefix: &str) -> Result<u64, CacheError>;
     /// Bytes the tenant's entries hold now.
     async fn used_bytes(&self, tenant: &TenantId) -> Result<u64, CacheError>;
     /// Whether the cache answers now.

@@ -121,6 +121,28 @@ for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end
 return total
 ";
 
+/// Remove the tenant's entries whose keys start with ARGV[1], keeping the
+/// books (KEYS: index, sizes, total) in step; answers how many went.
+pub(super) const FORGET_LUA: &str = r"
+local prefix = ARGV[1]
+local total = tonumber(redis.call('GET', KEYS[3]) or '0')
+local gone = 0
+for _, key in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if string.sub(key, 1, #prefix) == prefix then
+    total = total - tonumber(redis.call('HGET', KEYS[2], key) or '0')
+    redis.call('DEL', key)
+    redis.call('HDEL', KEYS[2], key)
+    redis.call('ZREM', KEYS[1], key)
+    gone = gone + 1
+  end
+end
+if total < 0 then total = 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('SET', KEYS[3], total, 'KEEPTTL')
+end
+return gone
+";
+
 /// The tenant's cache books in Redis: index, sizes, total.
 pub(super) fn books(tenant: &TenantId) -> [String; 3] {
     ["cache:index", "cache:sizes", "cache:bytes"].map(|name| full_key(tenant, name))
@@ -170,6 +192,21 @@ impl Cache for RedisCache {
             .await
             .map_err(redis_error)?;
         Ok(())
+    }
+
+    async fn forget(&self, tenant: &TenantId, prefix: &str) -> Result<u64, CacheError> {
+        use fred::interfaces::LuaInterface as _;
+        let [index, sizes, total] = books(tenant);
+        let gone: u64 = self
+            .fast()?
+            .eval(
+                FORGET_LUA,
+                vec![index, sizes, total],
+                vec![full_key(tenant, prefix)],
+            )
+            .await
+            .map_err(redis_error)?;
+        Ok(gone)
     }
 
     async fn used_bytes(&self, tenant: &TenantId) -> Result<u64, CacheError> {

@@ -8,255 +8,31 @@
 //! a failure at any step leaves the previous state intact, and the journal
 //! (store/cleanups.rs) removes whatever vectors a crash leaves behind.
 
-use std::collections::HashSet;
-
+pub mod collections;
+mod listing;
 #[cfg(feature = "edge")]
 mod reconcile;
+mod requests;
+pub use listing::{DEFAULT_PAGE, DocumentPage, ListQuery, Listing, MAX_PAGE, list};
 #[cfg(feature = "edge")]
 pub use reconcile::{Reconciled, reconcile};
+pub use requests::{
+    DEFAULT_COLLECTION, DocumentInput, DocumentItem, DocumentView, IngestRequest, IngestResponse,
+    MAX_METADATA_BYTES, MAX_METADATA_FIELDS, Metadata, MetadataPatch, ValidIngest, collection_name,
+    document_id, field_name, filter_conditions,
+};
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tracing::Instrument as _;
-use utoipa::ToSchema;
 
-use crate::config::RequestLimits;
-use crate::error::ServiceError;
+use crate::error::{ServiceError, Violations};
 use crate::usage::UsageRecorder;
 use analyzer_domain::chunk::ChunkingConfig;
 use analyzer_domain::chunk::chunk_text;
 use analyzer_domain::embed::Embedder;
 use analyzer_domain::tenants::TenantId;
-use analyzer_store::{Db, StoreError, StoredDocument, VectorRevision, now_millis, rfc3339};
+use analyzer_store::{Db, MetadataWrite, StoreError, StoredDocument, VectorRevision, now_millis};
 use analyzer_vectors::{ChunkPoint, VectorStore};
-
-/// The collection used when a request names none.
-pub const DEFAULT_COLLECTION: &str = "default";
-/// Largest metadata object, serialized.
-pub const MAX_METADATA_BYTES: usize = 16 * 1024;
-/// Most fields in a metadata object.
-pub const MAX_METADATA_FIELDS: usize = 64;
-
-/// `POST /v1/documents` body.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IngestRequest {
-    /// Collection to store into; `default` if omitted.
-    pub collection: Option<String>,
-    /// The documents (at least one).
-    pub documents: Vec<DocumentInput>,
-}
-
-/// One document to ingest.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DocumentInput {
-    /// Your id for it (letters, digits, `.`, `_`, `:`, `-`; at most 128);
-    /// generated if omitted. Ingesting an existing id replaces that document.
-    pub id: Option<String>,
-    /// The text (UTF-8, not empty).
-    pub text: String,
-    /// A JSON object of fields to filter on and to return with hits.
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
-}
-
-/// `POST /v1/documents` response.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct IngestResponse {
-    /// The document ids, in request order.
-    pub ids: Vec<String>,
-    /// Chunks stored across all documents.
-    pub chunks: usize,
-}
-
-/// A stored document, as returned by `GET /v1/documents/{id}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DocumentView {
-    /// The document id.
-    pub id: String,
-    /// Its collection.
-    pub collection: String,
-    /// The full text.
-    pub text: String,
-    /// Its metadata.
-    #[schema(value_type = Object)]
-    pub metadata: Value,
-    /// Number of chunks embedded.
-    pub chunks: i64,
-    /// Size of the text in bytes.
-    pub bytes: i64,
-    /// Creation time (RFC 3339).
-    pub created_at: String,
-    /// Last replacement time (RFC 3339).
-    pub updated_at: String,
-}
-
-impl From<StoredDocument> for DocumentView {
-    fn from(d: StoredDocument) -> Self {
-        Self {
-            id: d.id,
-            collection: d.collection,
-            text: d.text,
-            metadata: d.metadata,
-            chunks: d.chunk_count,
-            bytes: d.byte_size,
-            created_at: rfc3339(d.created_at),
-            updated_at: rfc3339(d.updated_at),
-        }
-    }
-}
-
-/// A validated ingest: every document checked.
-#[derive(Debug)]
-pub struct ValidIngest {
-    collection: String,
-    documents: Vec<ValidDocument>,
-}
-
-#[derive(Debug)]
-struct ValidDocument {
-    id: String,
-    text: String,
-    metadata: Map<String, Value>,
-}
-
-/// Whether `s` is 1 to 64 ASCII letters, digits, `_` or `-`: the rule for
-/// collection and metadata field names, which end up in payload paths.
-fn is_simple_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
-/// Validate a collection name: 1 to 64 letters, digits, `_` or `-`.
-pub fn collection_name(raw: Option<String>) -> Result<String, ServiceError> {
-    let name = raw.unwrap_or_else(|| DEFAULT_COLLECTION.to_owned());
-    if !is_simple_name(&name) {
-        return Err(ServiceError::Invalid(format!(
-            "`collection` must be 1 to 64 letters, digits, `_` or `-`, got `{}`",
-            truncate(&name, 80)
-        )));
-    }
-    Ok(name)
-}
-
-/// Validate a document id: 1 to 128 of letters, digits, `.`, `_`, `:`, `-`.
-pub fn document_id(raw: &str) -> Result<String, ServiceError> {
-    if raw.is_empty()
-        || raw.len() > 128
-        || !raw
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
-    {
-        return Err(ServiceError::Invalid(format!(
-            "document id must be 1 to 128 letters, digits, `.`, `_`, `:` or `-`, got `{}`",
-            truncate(raw, 80)
-        )));
-    }
-    Ok(raw.to_owned())
-}
-
-/// Validate a metadata field name (it is addressable by search filters).
-pub fn field_name(raw: &str) -> Result<(), ServiceError> {
-    if !is_simple_name(raw) {
-        return Err(ServiceError::Invalid(format!(
-            "metadata field names must be 1 to 64 letters, digits, `_` or `-`, got `{}`",
-            truncate(raw, 80)
-        )));
-    }
-    Ok(())
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        format!("{}…", s.chars().take(max).collect::<String>())
-    }
-}
-
-impl ValidIngest {
-    /// Check a whole request against the limits.
-    pub fn parse(request: IngestRequest, limits: &RequestLimits) -> Result<Self, ServiceError> {
-        let collection = collection_name(request.collection)?;
-        if request.documents.is_empty() {
-            return Err(ServiceError::Invalid(
-                "`documents` must not be empty".into(),
-            ));
-        }
-        if request.documents.len() > limits.max_batch_documents {
-            return Err(ServiceError::TooLarge(format!(
-                "at most {} documents per request, got {}",
-                limits.max_batch_documents,
-                request.documents.len()
-            )));
-        }
-        let mut seen = HashSet::new();
-        let mut documents = Vec::with_capacity(request.documents.len());
-        for (i, doc) in request.documents.into_iter().enumerate() {
-            let at = |msg: String| format!("documents[{i}]: {msg}");
-            let id = match doc.id {
-                Some(id) => {
-                    document_id(&id).map_err(|e| ServiceError::Invalid(at(e.to_string())))?
-                }
-                None => uuid::Uuid::new_v4().to_string(),
-            };
-            if !seen.insert(id.clone()) {
-                return Err(ServiceError::Invalid(at(format!(
-                    "duplicate document id `{id}` in this batch"
-                ))));
-            }
-            if doc.text.trim().is_empty() {
-                return Err(ServiceError::Invalid(at("`text` must not be empty".into())));
-            }
-            if doc.text.len() > limits.max_document_bytes {
-                return Err(ServiceError::TooLarge(at(format!(
-                    "`text` is {} bytes; the limit is {}",
-                    doc.text.len(),
-                    limits.max_document_bytes
-                ))));
-            }
-            if doc.text.contains('\0') {
-                return Err(ServiceError::Invalid(at(
-                    "`text` must not contain NUL".into()
-                )));
-            }
-            let metadata = match doc.metadata {
-                None | Some(Value::Null) => Map::new(),
-                Some(Value::Object(map)) => map,
-                Some(_) => {
-                    return Err(ServiceError::Invalid(at(
-                        "`metadata` must be a JSON object".into(),
-                    )));
-                }
-            };
-            if metadata.len() > MAX_METADATA_FIELDS {
-                return Err(ServiceError::Invalid(at(format!(
-                    "`metadata` has more than {MAX_METADATA_FIELDS} fields"
-                ))));
-            }
-            for key in metadata.keys() {
-                field_name(key).map_err(|e| ServiceError::Invalid(at(e.to_string())))?;
-            }
-            if Value::Object(metadata.clone()).to_string().len() > MAX_METADATA_BYTES {
-                return Err(ServiceError::Invalid(at(format!(
-                    "`metadata` is larger than {MAX_METADATA_BYTES} bytes"
-                ))));
-            }
-            documents.push(ValidDocument {
-                id,
-                text: doc.text,
-                metadata,
-            });
-        }
-        Ok(Self {
-            collection,
-            documents,
-        })
-    }
-}
 
 /// What ingestion needs.
 pub struct Ingestor<'a> {
@@ -419,6 +195,64 @@ pub async fn get(db: &Db, tenant: &TenantId, id: &str) -> Result<DocumentView, S
         .ok_or_else(not_found)
 }
 
+/// Replace one of the tenant's documents' metadata, in its row and in its
+/// vectors' payload, without re-embedding: searches filter on the new
+/// values from the answer on, and no cached search keeps the old ones.
+pub async fn replace_metadata(
+    db: &Db,
+    vectors: &dyn VectorStore,
+    tenant: &TenantId,
+    id: &str,
+    patch: MetadataPatch,
+) -> Result<DocumentView, ServiceError> {
+    let id = document_id(id).map_err(|_| not_found())?;
+    let mut found = Violations::default();
+    let metadata = requests::metadata("metadata", Some(patch.metadata), &mut found);
+    found.finish()?;
+    let written = db
+        .replace_metadata(
+            tenant,
+            &id,
+            &Value::Object(metadata),
+            |revision, metadata| copy_metadata(vectors, tenant, revision, metadata),
+        )
+        .instrument(analyzer_telemetry::op_span!(
+            "store.write",
+            store = "db",
+            documents = 1
+        ))
+        .await?;
+    match written {
+        MetadataWrite::Written => get(db, tenant, &id).await,
+        MetadataWrite::NotFound => Err(not_found()),
+        MetadataWrite::CopyFailed(e) => Err(e.into()),
+    }
+}
+
+/// Write `metadata` to the payload of a revision's vectors.
+async fn copy_metadata(
+    vectors: &dyn VectorStore,
+    tenant: &TenantId,
+    revision: VectorRevision,
+    metadata: Value,
+) -> Result<(), analyzer_vectors::VectorError> {
+    let Value::Object(metadata) = metadata else {
+        return Err(analyzer_vectors::VectorError::Internal(
+            "stored metadata is not an object".into(),
+        ));
+    };
+    let count = u32::try_from(revision.chunk_count).unwrap_or(u32::MAX);
+    vectors
+        .set_metadata(
+            tenant,
+            &revision.document_id,
+            &revision.revision,
+            count,
+            metadata,
+        )
+        .await
+}
+
 /// Delete one of the tenant's documents and its vectors.
 pub async fn delete(
     db: &Db,
@@ -521,6 +355,9 @@ pub struct Swept {
     pub removed: usize,
     /// Entries left for the next pass (the vector store failed).
     pub failed: usize,
+    /// Documents whose vectors were given their row's metadata again (a
+    /// metadata replacement did not finish).
+    pub resynced: usize,
 }
 
 /// Entries finished per pass of the sweep.
@@ -548,6 +385,22 @@ pub async fn sweep(
         )
         .await?;
     let mut swept = Swept::default();
+    let unsynced = db
+        .due_metadata_syncs(now.saturating_sub(millis(settle)), SWEEP_PAGE)
+        .await?;
+    for mark in unsynced {
+        let tenant = &mark.tenant;
+        let done = db
+            .resync_metadata(tenant, &mark.document_id, |revision, metadata| {
+                copy_metadata(vectors, tenant, revision, metadata)
+            })
+            .await?;
+        if done {
+            swept.resynced += 1;
+        } else {
+            swept.failed += 1;
+        }
+    }
     for entry in due {
         let revisions = std::slice::from_ref(&entry.vectors);
         let done = if entry.pending {
@@ -600,63 +453,4 @@ fn chunk_points(
 
 fn not_found() -> ServiceError {
     ServiceError::NotFound("document not found".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn limits() -> RequestLimits {
-        RequestLimits {
-            max_body_bytes: 1 << 20,
-            max_batch_documents: 2,
-            max_document_bytes: 100,
-            max_top_k: 10,
-            request_timeout: std::time::Duration::from_secs(5),
-        }
-    }
-
-    fn parse(v: Value) -> Result<ValidIngest, ServiceError> {
-        let request: IngestRequest =
-            serde_json::from_value(v).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-        ValidIngest::parse(request, &limits())
-    }
-
-    #[test]
-    fn a_valid_batch_gets_ids_and_the_default_collection() {
-        let ok = parse(json!({"documents": [{"text": "hello"}, {"id": "a-1", "text": "x", "metadata": {"k": 1}}]}))
-            .expect("valid");
-        assert_eq!(ok.collection, DEFAULT_COLLECTION);
-        assert_eq!(ok.documents[1].id, "a-1");
-        assert_eq!(ok.documents.len(), 2);
-    }
-
-    #[test]
-    fn bad_batches_are_refused_whole() {
-        let invalid = |v: Value| matches!(parse(v), Err(ServiceError::Invalid(_)));
-        let too_large = |v: Value| matches!(parse(v), Err(ServiceError::TooLarge(_)));
-        assert!(invalid(json!({"documents": []})));
-        assert!(invalid(json!({"documents": [{"text": "  "}]})));
-        assert!(invalid(
-            json!({"documents": [{"text": "a", "id": "bad id"}]})
-        ));
-        assert!(invalid(
-            json!({"documents": [{"text": "a", "id": "x"}, {"text": "b", "id": "x"}]})
-        ));
-        assert!(invalid(
-            json!({"documents": [{"text": "a", "metadata": [1]}]})
-        ));
-        assert!(invalid(
-            json!({"documents": [{"text": "a", "metadata": {"bad key": 1}}]})
-        ));
-        assert!(invalid(
-            json!({"collection": "no/slash", "documents": [{"text": "a"}]})
-        ));
-        assert!(invalid(json!({"documents": [{"text": "a", "extra": 1}]})));
-        assert!(too_large(
-            json!({"documents": [{"text": "a"}, {"text": "b"}, {"text": "c"}]})
-        ));
-        assert!(too_large(json!({"documents": [{"text": "x".repeat(101)}]})));
-    }
 }

@@ -4,14 +4,14 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::{ApiError, Problem};
+use super::error::ApiError;
 use super::extract::{Admin, ApiJson};
 use crate::error::ServiceError;
 use crate::tenants;
@@ -28,6 +28,7 @@ pub(super) fn router() -> Router<AppState> {
 
 /// `GET /v1/admin/usage` query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReportQuery {
     /// Start: a date (`2026-11-01`) or an RFC 3339 time, included.
@@ -40,12 +41,12 @@ pub struct ReportQuery {
 /// Usage per tenant over a period, for cost allocation. This task's
 /// pending counts are flushed first; other tasks' arrive within their
 /// flush interval (2 s).
-#[utoipa::path(get, path = "/v1/admin/usage", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/usage", operation_id = "admin_usage_report", tag = "admin", security(("bearer" = [])),
     params(ReportQuery),
     responses(
         (status = 200, description = "The report", body = Report),
-        (status = 400, description = "Missing or malformed period", body = Problem),
-        (status = 403, description = "Not an admin token", body = Problem)))]
+        (status = 400, description = "Missing or malformed period"),
+        (status = 403, description = "Not an admin token")))]
 pub(super) async fn usage_report(
     State(state): State<AppState>,
     _: Admin,
@@ -111,26 +112,31 @@ fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
 }
 
 /// Create a tenant.
-#[utoipa::path(post, path = "/v1/admin/tenants", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/admin/tenants", operation_id = "admin_tenants_create", tag = "admin", security(("bearer" = [])),
     request_body = CreateTenant,
     responses(
         (status = 201, description = "Created", body = Tenant),
-        (status = 400, description = "Bad name or tier", body = Problem),
-        (status = 403, description = "Not an admin token", body = Problem)))]
+        (status = 400, description = "Bad name or tier"),
+        (status = 403, description = "Not an admin token")))]
 pub(super) async fn create(
     State(state): State<AppState>,
     _: Admin,
     ApiJson(body): ApiJson<CreateTenant>,
-) -> Result<(StatusCode, Json<Tenant>), ApiError> {
+) -> Result<(StatusCode, [(HeaderName, String); 1], Json<Tenant>), ApiError> {
     let name = TenantName::try_from(body.name).map_err(ServiceError::from)?;
     let tier: Tier = body.tier.parse().map_err(ServiceError::from)?;
     let tenant = tenants::create(&state.db, name, tier).await?;
     tracing::info!(tenant_id = %tenant.id, tier = tier.as_str(), "tenant created");
-    Ok((StatusCode::CREATED, Json(tenant)))
+    let location = format!("/v1/admin/tenants/{}", tenant.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(tenant),
+    ))
 }
 
 /// List tenants.
-#[utoipa::path(get, path = "/v1/admin/tenants", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/tenants", operation_id = "admin_tenants_list", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "All tenants", body = [Tenant])))]
 pub(super) async fn list(
     State(state): State<AppState>,
@@ -140,11 +146,11 @@ pub(super) async fn list(
 }
 
 /// Read a tenant.
-#[utoipa::path(get, path = "/v1/admin/tenants/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/tenants/{id}", operation_id = "admin_tenants_get", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "Tenant id")),
     responses(
         (status = 200, description = "The tenant", body = Tenant),
-        (status = 404, description = "No such tenant", body = Problem)))]
+        (status = 404, description = "No such tenant")))]
 pub(super) async fn read(
     State(state): State<AppState>,
     _: Admin,
@@ -155,13 +161,13 @@ pub(super) async fn read(
 
 /// Change a tenant's tier or status. Takes effect at once in this process
 /// and within the tenant cache TTL everywhere else.
-#[utoipa::path(patch, path = "/v1/admin/tenants/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(patch, path = "/v1/admin/tenants/{id}", operation_id = "admin_tenants_update", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "Tenant id")),
     request_body = UpdateTenant,
     responses(
         (status = 200, description = "Updated", body = Tenant),
-        (status = 400, description = "Bad tier or status", body = Problem),
-        (status = 404, description = "No such tenant", body = Problem)))]
+        (status = 400, description = "Bad tier or status"),
+        (status = 404, description = "No such tenant")))]
 pub(super) async fn update(
     State(state): State<AppState>,
     _: Admin,
@@ -189,14 +195,15 @@ pub(super) async fn update(
 }
 
 /// Mint a token for a tenant.
-#[utoipa::path(post, path = "/v1/admin/tenants/{id}/tokens", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/admin/tenants/{id}/tokens", operation_id = "admin_tokens_mint", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "Tenant id")),
     request_body = MintRequest,
     responses(
         (status = 200, description = "A signed token", body = TokenResponse),
-        (status = 400, description = "TTL out of range", body = Problem),
-        (status = 404, description = "No such tenant", body = Problem),
-        (status = 409, description = "This deployment only verifies tokens issued elsewhere", body = Problem)))]
+        (status = 400, description = "TTL out of range"),
+        (status = 409, description = "No signing key is configured (`signing_disabled`)"),
+        (status = 404, description = "No such tenant"),
+        (status = 409, description = "This deployment only verifies tokens issued elsewhere")))]
 pub(super) async fn mint(
     State(state): State<AppState>,
     _: Admin,
@@ -215,6 +222,7 @@ pub(super) async fn mint(
     let ttl = Duration::from_secs(ttl.unsigned_abs());
     let token = state.auth.mint(Some(&tenant.id), false, ttl).ok_or(ApiError::BadRequest {
         status: StatusCode::CONFLICT,
+        code: "signing_disabled",
         detail: "no signing secret is configured (JWT_SECRET); this deployment only verifies tokens issued elsewhere".into(),
     })?;
     Ok(Json(TokenResponse {

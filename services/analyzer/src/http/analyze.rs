@@ -11,7 +11,6 @@ use axum::routing::post;
 use axum::{Json, Router};
 use futures::{StreamExt as _, stream};
 use opentelemetry::KeyValue;
-use serde_json::json;
 use tracing::Instrument as _;
 
 use super::AppState;
@@ -19,7 +18,7 @@ use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, CurrentTenant};
 use crate::search::Retrieval;
 use crate::usage::metrics;
-use analyzer_domain::analyze::{Analysis, AnswerEvent, AnswerStream, Usage};
+use analyzer_domain::analyze::{Analysis, AnswerEvent, AnswerStream, Citation, Usage};
 use analyzer_domain::tenants::TenantId;
 
 pub(super) fn router() -> Router<AppState> {
@@ -41,15 +40,37 @@ pub struct AnalyzeRequest {
     pub stream: bool,
 }
 
+/// The `data` of the stream's first event, `citations`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CitationsEvent {
+    /// The sources the answer draws on, best first.
+    pub citations: Vec<Citation>,
+}
+
+/// The `data` of a `delta` event.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DeltaEvent {
+    /// The answer's next piece: the deltas concatenate to the answer.
+    pub text: String,
+}
+
+/// The `data` of the stream's last event, `done`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DoneEvent {
+    /// The model that answered.
+    pub model: String,
+    /// Its token accounting.
+    pub usage: Usage,
+}
+
 /// Answer a question from the tenant's documents. With `stream: true` the
 /// answer is `text/event-stream`: a `citations` event, `delta` events whose
 /// `text` concatenates to the answer, then `done` with `model` and `usage`.
-#[utoipa::path(post, path = "/v1/analyze", tag = "analyze", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/analyze", operation_id = "analyze", tag = "analyze", security(("bearer" = [])),
     request_body = AnalyzeRequest,
     responses(
         (status = 200, description = "The answer (or an event stream with `stream: true`)", body = Analysis),
-        (status = 400, description = "Malformed question", body = Problem),
-        (status = 404, description = "Unknown collection", body = Problem)))]
+        (status = 404, description = "Unknown collection")))]
 pub(super) async fn analyze(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,
@@ -96,16 +117,22 @@ pub(super) async fn analyze(
         events,
     } = started?;
     let head = stream::once(async move {
-        Ok::<_, Infallible>(json_event("citations", &json!({ "citations": citations })))
+        Ok::<_, Infallible>(json_event("citations", &CitationsEvent { citations }))
     });
     let tenant_id = tenant.id.clone();
     let body = events.map(move |event| {
         Ok::<_, Infallible>(match event {
-            Ok(AnswerEvent::Delta(text)) => json_event("delta", &json!({ "text": text })),
+            Ok(AnswerEvent::Delta(text)) => json_event("delta", &DeltaEvent { text }),
             Ok(AnswerEvent::Done(usage)) => {
                 llm_timing(&state, began, true);
                 record_llm_usage(&state, &tenant_id, &usage);
-                json_event("done", &json!({ "model": model, "usage": usage }))
+                json_event(
+                    "done",
+                    &DoneEvent {
+                        model: model.clone(),
+                        usage,
+                    },
+                )
             }
             Err(e) => {
                 llm_timing(&state, began, false);
@@ -113,15 +140,17 @@ pub(super) async fn analyze(
                 // with the same problem the non-streaming call would get.
                 let response = ApiError::from(e).into_response();
                 let problem = response.extensions().get::<Problem>().cloned();
-                json_event("error", &json!(problem))
+                json_event("error", &problem)
             }
         })
     });
     Ok(Sse::new(head.chain(body)).into_response())
 }
 
-fn json_event(name: &str, data: &serde_json::Value) -> Event {
-    Event::default().event(name).data(data.to_string())
+fn json_event(name: &str, data: &impl serde::Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .data(serde_json::to_string(data).unwrap_or_default())
 }
 
 /// The answer's duration (a stream's: to its last event), by model: in

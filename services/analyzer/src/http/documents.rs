@@ -1,33 +1,58 @@
 //! `/v1/documents`: ingest, read and delete a tenant's documents.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::http::{HeaderName, StatusCode, header};
+use axum::routing::get;
 use axum::{Json, Router};
 
 use super::AppState;
-use super::error::{ApiError, Problem};
-use super::extract::{ApiJson, CurrentTenant};
-use crate::documents::{self, DocumentView, IngestRequest, IngestResponse, Ingestor, ValidIngest};
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery, CurrentTenant};
+use crate::documents::{
+    self, DocumentPage, DocumentView, IngestRequest, IngestResponse, Ingestor, ListQuery, Listing,
+    MetadataPatch, ValidIngest,
+};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/documents", post(ingest))
-        .route("/v1/documents/{id}", get(read).delete(remove))
+        .route("/v1/documents", get(list).post(ingest))
+        .route(
+            "/v1/documents/{id}",
+            get(read).patch(update_metadata).delete(remove),
+        )
+}
+
+/// The tenant's documents, newest first, a page at a time; each without
+/// its text. Follow `next_cursor` until it is absent.
+#[utoipa::path(get, path = "/v1/documents", tag = "documents", operation_id = "documents_list",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of documents", body = DocumentPage),
+        (status = 400, description = "Invalid parameters, each named"))
+)]
+pub(super) async fn list(
+    State(state): State<AppState>,
+    CurrentTenant(tenant): CurrentTenant,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<DocumentPage>, ApiError> {
+    let listing = Listing::parse(query)?;
+    Ok(Json(documents::list(&state.db, &tenant.id, listing).await?))
 }
 
 /// Chunk, embed and store documents (a batch is stored whole or not at all).
-#[utoipa::path(post, path = "/v1/documents", tag = "documents", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/documents", tag = "documents", operation_id = "documents_ingest",
+    security(("bearer" = [])),
     request_body = IngestRequest,
     responses(
         (status = 201, description = "Stored", body = IngestResponse),
-        (status = 400, description = "Malformed input; nothing stored", body = Problem),
-        (status = 413, description = "Body, batch or document too large; nothing stored", body = Problem)))]
+        (status = 400, description = "Malformed input, each invalid field named; nothing stored"),
+        (status = 413, description = "Body, batch or document too large (`payload_too_large`), or over the vector storage quota (`quota_exceeded`); nothing stored")))]
 pub(super) async fn ingest(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,
     ApiJson(body): ApiJson<IngestRequest>,
-) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
+) -> Result<(StatusCode, [(HeaderName, String); 1], Json<IngestResponse>), ApiError> {
     let valid = ValidIngest::parse(body, &state.config.limits)?;
     let ingestor = Ingestor {
         db: &state.db,
@@ -38,15 +63,25 @@ pub(super) async fn ingest(
         vector_budget: state.config.tier_limits(tenant.tier).vector_storage_bytes,
     };
     let response = ingestor.ingest(&tenant.id, valid).await?;
-    Ok((StatusCode::CREATED, Json(response)))
+    // A batch has no one URL: the first document's stands for it.
+    let location = format!(
+        "/v1/documents/{}",
+        response.ids.first().map_or("", String::as_str)
+    );
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(response),
+    ))
 }
 
 /// Read one document; 404 when it does not exist for this tenant.
-#[utoipa::path(get, path = "/v1/documents/{id}", tag = "documents", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/documents/{id}", tag = "documents", operation_id = "documents_get",
+    security(("bearer" = [])),
     params(("id" = String, Path, description = "Document id")),
     responses(
         (status = 200, description = "The document", body = DocumentView),
-        (status = 404, description = "No such document for this tenant", body = Problem)))]
+        (status = 404, description = "No such document for this tenant")))]
 pub(super) async fn read(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,
@@ -55,12 +90,34 @@ pub(super) async fn read(
     Ok(Json(documents::get(&state.db, &tenant.id, &id).await?))
 }
 
+/// Replace a document's metadata whole, without re-embedding it: search
+/// filters see the new values from this answer on.
+#[utoipa::path(patch, path = "/v1/documents/{id}", tag = "documents", operation_id = "documents_update_metadata",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Document id")),
+    request_body = MetadataPatch,
+    responses(
+        (status = 200, description = "The document with its new metadata", body = DocumentView),
+        (status = 404, description = "No such document for this tenant")))]
+pub(super) async fn update_metadata(
+    State(state): State<AppState>,
+    CurrentTenant(tenant): CurrentTenant,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<MetadataPatch>,
+) -> Result<Json<DocumentView>, ApiError> {
+    let document =
+        documents::replace_metadata(&state.db, state.vectors.as_ref(), &tenant.id, &id, body)
+            .await?;
+    Ok(Json(document))
+}
+
 /// Delete one document and its vectors.
-#[utoipa::path(delete, path = "/v1/documents/{id}", tag = "documents", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/documents/{id}", tag = "documents", operation_id = "documents_delete",
+    security(("bearer" = [])),
     params(("id" = String, Path, description = "Document id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such document for this tenant", body = Problem)))]
+        (status = 404, description = "No such document for this tenant")))]
 pub(super) async fn remove(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,

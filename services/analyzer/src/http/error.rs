@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::AuthError;
-use crate::error::ServiceError;
+use crate::error::{FieldError, ServiceError};
 use analyzer_domain::embed::ProviderError;
 use analyzer_store::StoreError;
 
@@ -22,22 +22,37 @@ pub struct Problem {
     pub title: String,
     /// The HTTP status.
     pub status: u16,
+    /// What kind of problem, for programs: stable, one of the codes listed
+    /// in docs/api.md (`validation_failed`, `token_expired`, `rate_limited`…).
+    pub code: &'static str,
     /// What went wrong with this request.
     pub detail: String,
+    /// For `validation_failed`: every invalid field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
     /// The request id (also in `x-request-id`).
     pub request_id: String,
 }
 
 impl Problem {
-    /// A problem with an empty request id (filled in by the middleware).
+    /// A problem with an empty request id (filled in by the middleware)
+    /// and the status's general code; [`Problem::code`] makes it precise.
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         Self {
             kind: "about:blank".to_owned(),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
+            code: status_code(status),
             detail: detail.into(),
+            errors: Vec::new(),
             request_id: String::new(),
         }
+    }
+
+    /// The same problem with a more precise code.
+    pub fn code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
     }
 
     /// Render with the given request id.
@@ -55,6 +70,26 @@ impl Problem {
     }
 }
 
+/// The code of a problem that has none more precise: one per status.
+fn status_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "invalid_request",
+        401 => "token_invalid",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        409 => "conflict",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        422 => "unprocessable",
+        429 => "rate_limited",
+        502 => "bad_gateway",
+        503 => "unavailable",
+        _ if status.is_client_error() => "invalid_request",
+        _ => "internal",
+    }
+}
+
 /// Every error a handler can return.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -69,6 +104,8 @@ pub enum ApiError {
     BadRequest {
         /// The status to answer with (400, 413, 415…).
         status: StatusCode,
+        /// The problem's code (`malformed_json`, `payload_too_large`…).
+        code: &'static str,
         /// What was wrong.
         detail: String,
     },
@@ -115,115 +152,159 @@ fn unavailable_for(dependency: &str, retry_after: std::time::Duration) -> Respon
         StatusCode::SERVICE_UNAVAILABLE,
         format!("{dependency} is unavailable; retry later"),
     )
+    .code("circuit_open")
     .into_response_with_id("");
     set_retry_after(response.headers_mut(), retry_after);
     response
 }
 
+/// How an error is answered.
+struct Answer {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    /// `Retry-After` with the default wait (a dependency failed).
+    retry: bool,
+    /// `WWW-Authenticate` (the credentials were missing or refused).
+    bearer: bool,
+}
+
+impl Answer {
+    fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            retry: false,
+            bearer: false,
+        }
+    }
+
+    fn retry(mut self) -> Self {
+        self.retry = true;
+        self
+    }
+
+    fn bearer(mut self) -> Self {
+        self.bearer = true;
+        self
+    }
+}
+
+/// A dependency failed: logged with its cause, answered without it.
+fn dependency_failed(what: &str, cause: &dyn std::fmt::Display) -> Answer {
+    tracing::error!(error = %cause, "{what} error");
+    Answer::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        format!("the {what} is unavailable; retry later"),
+    )
+    .retry()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         use ServiceError as S;
-        let (status, detail, retry, bearer) = match &self {
-            ApiError::Service(S::Invalid(m)) => (StatusCode::BAD_REQUEST, m.clone(), false, false),
-            ApiError::Service(S::TooLarge(m) | S::OverQuota(m)) => {
-                (StatusCode::PAYLOAD_TOO_LARGE, m.clone(), false, false)
+        let mut errors = Vec::new();
+        let answer = match self {
+            ApiError::Service(S::Invalid(m)) => {
+                Answer::new(StatusCode::BAD_REQUEST, "validation_failed", m)
             }
-            ApiError::Service(S::NotFound(m)) => (StatusCode::NOT_FOUND, m.clone(), false, false),
+            ApiError::Service(S::InvalidFields(fields)) => {
+                let detail = ServiceError::InvalidFields(fields.clone()).to_string();
+                errors = fields;
+                Answer::new(StatusCode::BAD_REQUEST, "validation_failed", detail)
+            }
+            ApiError::Service(S::TooLarge(m)) => {
+                Answer::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m)
+            }
+            ApiError::Service(S::OverQuota(m)) => {
+                Answer::new(StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded", m)
+            }
+            ApiError::Service(S::NotFound(m)) => Answer::new(StatusCode::NOT_FOUND, "not_found", m),
+            ApiError::Service(S::Conflict { code, message }) => {
+                Answer::new(StatusCode::CONFLICT, code, message)
+            }
             ApiError::Service(S::Store(StoreError::Unavailable { retry_after })) => {
-                return unavailable_for("the database", *retry_after);
+                return unavailable_for("the database", retry_after);
             }
-            ApiError::Service(S::Store(e)) => {
-                tracing::error!(error = %e, "database error");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the database is unavailable; retry later".to_owned(),
-                    true,
-                    false,
-                )
-            }
+            ApiError::Service(S::Store(e)) => dependency_failed("database", &e),
             ApiError::Service(S::Vectors(analyzer_vectors::VectorError::CircuitOpen {
                 retry_after,
             })) => {
-                return unavailable_for("the vector store", *retry_after);
+                return unavailable_for("the vector store", retry_after);
             }
-            ApiError::Service(S::Vectors(e)) => {
-                tracing::error!(error = %e, "vector store error");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the vector store is unavailable; retry later".to_owned(),
-                    true,
-                    false,
-                )
-            }
+            ApiError::Service(S::Vectors(e)) => dependency_failed("vector store", &e),
             ApiError::Service(S::Provider(e)) => {
                 tracing::error!(error = %e, "provider error");
                 match e {
-                    analyzer_domain::embed::ProviderError::Unavailable(_) => (
+                    ProviderError::Unavailable(_) => Answer::new(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        "the AI provider is unavailable; retry later".to_owned(),
-                        true,
-                        false,
-                    ),
-                    analyzer_domain::embed::ProviderError::BadGateway(_) => (
+                        "unavailable",
+                        "the AI provider is unavailable; retry later",
+                    )
+                    .retry(),
+                    ProviderError::BadGateway(_) => Answer::new(
                         StatusCode::BAD_GATEWAY,
-                        "the AI provider answered with an error".to_owned(),
-                        false,
-                        false,
+                        "bad_gateway",
+                        "the AI provider answered with an error",
                     ),
                 }
             }
-            ApiError::Auth(AuthError::Missing) => (
+            ApiError::Auth(AuthError::Missing) => Answer::new(
                 StatusCode::UNAUTHORIZED,
-                "a bearer token is required".to_owned(),
-                false,
-                true,
-            ),
-            ApiError::Auth(AuthError::Invalid(m)) => {
-                (StatusCode::UNAUTHORIZED, (*m).to_owned(), false, true)
+                "token_missing",
+                "a bearer token is required",
+            )
+            .bearer(),
+            ApiError::Auth(AuthError::Expired) => {
+                Answer::new(StatusCode::UNAUTHORIZED, "token_expired", "token expired").bearer()
             }
-            ApiError::Auth(AuthError::UnknownTenant) => (
+            ApiError::Auth(AuthError::Invalid(m)) => {
+                Answer::new(StatusCode::UNAUTHORIZED, "token_invalid", m).bearer()
+            }
+            ApiError::Auth(AuthError::UnknownTenant) => Answer::new(
                 StatusCode::UNAUTHORIZED,
-                "the token's tenant does not exist".to_owned(),
-                false,
-                true,
-            ),
-            ApiError::Auth(AuthError::Suspended) => (
+                "tenant_unknown",
+                "the token's tenant does not exist",
+            )
+            .bearer(),
+            ApiError::Auth(AuthError::Suspended) => Answer::new(
                 StatusCode::FORBIDDEN,
-                "the tenant is suspended".to_owned(),
-                false,
-                false,
+                "tenant_suspended",
+                "the tenant is suspended",
             ),
             ApiError::Auth(AuthError::Forbidden(m)) => {
-                (StatusCode::FORBIDDEN, (*m).to_owned(), false, false)
+                Answer::new(StatusCode::FORBIDDEN, "forbidden", m)
             }
             ApiError::Auth(AuthError::KeysUnavailable(e)) => {
                 tracing::error!(error = %e, "token keys unavailable");
-                (
+                Answer::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "token verification keys are unavailable; retry later".to_owned(),
-                    true,
-                    false,
+                    "unavailable",
+                    "token verification keys are unavailable; retry later",
                 )
+                .retry()
             }
             ApiError::Auth(AuthError::Store(e)) => {
-                tracing::error!(error = %e, "database error during authentication");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the database is unavailable; retry later".to_owned(),
-                    true,
-                    false,
-                )
+                dependency_failed("database", &format!("during authentication: {e}"))
             }
-            ApiError::BadRequest { status, detail } => (*status, detail.clone(), false, false),
+            ApiError::BadRequest {
+                status,
+                code,
+                detail,
+            } => Answer::new(status, code, detail),
         };
-        let mut response = Problem::new(status, detail).into_response_with_id("");
-        if retry {
+        let mut problem = Problem::new(answer.status, answer.detail).code(answer.code);
+        problem.errors = errors;
+        let mut response = problem.into_response_with_id("");
+        if answer.retry {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECONDS),
             );
         }
-        if bearer {
+        if answer.bearer {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"analyzer\""),

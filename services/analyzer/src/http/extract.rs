@@ -36,24 +36,60 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         Some((_, cause)) => cause.to_owned(),
         None => text,
     };
-    let (status, detail) = match &rejection {
+    let (status, code, detail) = match &rejection {
         JsonRejection::MissingJsonContentType(_) => (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
             "expected a body with `Content-Type: application/json`".to_owned(),
         ),
         JsonRejection::JsonSyntaxError(_) => (
             StatusCode::BAD_REQUEST,
+            "malformed_json",
             format!("malformed JSON: {}", cause(rejection.body_text())),
         ),
         // The contract answers every malformed input with 400, including
         // well-formed JSON of the wrong shape (axum's default is 422).
         JsonRejection::JsonDataError(_) => (
             StatusCode::BAD_REQUEST,
+            "validation_failed",
             format!("invalid request body: {}", cause(rejection.body_text())),
         ),
-        _ => (rejection.status(), rejection.body_text()),
+        _ => (rejection.status(), "invalid_request", rejection.body_text()),
     };
-    ApiError::BadRequest { status, detail }
+    ApiError::BadRequest {
+        status,
+        code,
+        detail,
+    }
+}
+
+/// `axum::extract::Query`, but a malformed query string is a problem too.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::BadRequest {
+                status: axum::http::StatusCode::BAD_REQUEST,
+                code: "validation_failed",
+                detail: format!(
+                    "invalid query string: {}",
+                    rejection
+                        .body_text()
+                        .split_once(": ")
+                        .map_or(rejection.body_text(), |(_, cause)| cause.to_owned())
+                ),
+            }),
+        }
+    }
 }
 
 /// The calling tenant; a 403 for an admin token.

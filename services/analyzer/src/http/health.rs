@@ -28,7 +28,7 @@ pub struct Health {
 }
 
 /// Liveness: the process is up and serving.
-#[utoipa::path(get, path = "/health", tag = "operations",
+#[utoipa::path(get, path = "/health", operation_id = "operations_health", tag = "operations",
     responses((status = 200, description = "The process can serve", body = Health)))]
 pub(super) async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
@@ -67,7 +67,7 @@ pub struct Readiness {
 }
 
 /// Readiness: each configured dependency checked.
-#[utoipa::path(get, path = "/ready", tag = "operations",
+#[utoipa::path(get, path = "/ready", operation_id = "operations_ready", tag = "operations",
     responses(
         (status = 200, description = "Every dependency is usable", body = Readiness),
         (status = 503, description = "A dependency is unavailable", body = Readiness)))]

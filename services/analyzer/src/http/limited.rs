@@ -108,8 +108,13 @@ fn refused(tier: Tier, refusal: &Refusal) -> Response {
         tier.as_str(),
         refusal.kind.as_str()
     );
-    let mut response =
-        Problem::new(StatusCode::TOO_MANY_REQUESTS, detail).into_response_with_id("");
+    let code = match refusal.kind {
+        LimitKind::Rate => "rate_limited",
+        LimitKind::Concurrency => "concurrency_limited",
+    };
+    let mut response = Problem::new(StatusCode::TOO_MANY_REQUESTS, detail)
+        .code(code)
+        .into_response_with_id("");
     let headers = response.headers_mut();
     rate_headers(headers, &refusal.state);
     set_retry_after(headers, refusal.retry_after);

@@ -4,11 +4,13 @@
 
 mod admin;
 mod analyze;
+mod collections;
 mod documents;
 pub mod error;
 mod extract;
 mod health;
 mod limited;
+mod me;
 mod openapi;
 mod prometheus;
 mod search;
@@ -115,9 +117,11 @@ pub fn router(state: AppState) -> Router {
     let config = &state.config;
     let authenticated = Router::new()
         .merge(documents::router())
+        .merge(collections::router())
         .merge(search::router())
         .merge(analyze::router())
         .merge(usage::router())
+        .merge(me::router())
         .merge(admin::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
 
@@ -221,14 +225,23 @@ fn cors(origins: &[String]) -> CorsLayer {
             Method::DELETE,
             Method::OPTIONS,
         ])
+        // What browsers and common client libraries send: `Idempotency-Key`
+        // (retrying clients), `Last-Event-ID` (EventSource reconnects),
+        // `X-Requested-With` (jQuery, Angular).
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
+            header::ACCEPT,
             X_REQUEST_ID.clone(),
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("last-event-id"),
+            HeaderName::from_static("x-requested-with"),
         ])
         .expose_headers([
             X_REQUEST_ID.clone(),
             header::RETRY_AFTER,
+            header::WWW_AUTHENTICATE,
+            header::LOCATION,
             HeaderName::from_static("ratelimit-limit"),
             HeaderName::from_static("ratelimit-remaining"),
             HeaderName::from_static("ratelimit-reset"),
@@ -279,6 +292,10 @@ async fn problems(State(max_body): State<usize>, req: Request, next: Next) -> Re
     }
     let problem = match response.extensions().get::<Problem>() {
         Some(p) => p.clone(),
+        // Only the request timeout answers 503 without a problem of its own.
+        None if status == StatusCode::SERVICE_UNAVAILABLE => {
+            Problem::new(status, "the request took too long").code("timeout")
+        }
         None => Problem::new(
             status,
             match status {
@@ -287,7 +304,6 @@ async fn problems(State(max_body): State<usize>, req: Request, next: Next) -> Re
                 StatusCode::PAYLOAD_TOO_LARGE => {
                     format!("request body larger than {max_body} bytes")
                 }
-                StatusCode::SERVICE_UNAVAILABLE => "the request took too long".to_owned(),
                 s if s.is_server_error() => "internal error".to_owned(),
                 s => s.canonical_reason().unwrap_or("error").to_owned(),
             },
@@ -322,6 +338,7 @@ async fn limit_body(State(max_body): State<usize>, req: Request, next: Next) -> 
     };
     let too_large = ApiError::BadRequest {
         status: StatusCode::PAYLOAD_TOO_LARGE,
+        code: "payload_too_large",
         detail: format!("request body is {length} bytes; the limit is {max_body}"),
     };
     if length <= max_body as u64 + OVERSIZED_DRAIN_BYTES {
@@ -393,6 +410,7 @@ fn validation_outcome(result: &Result<Principal, AuthError>) -> &'static str {
     match result {
         Ok(_) => "ok",
         Err(AuthError::Missing) => "missing",
+        Err(AuthError::Expired) => "expired",
         Err(AuthError::Invalid(_)) => "invalid",
         Err(AuthError::UnknownTenant) => "unknown_tenant",
         Err(AuthError::Suspended) => "suspended",

@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use analyzer_telemetry::metrics;
 
 /// The exposition, collected at the time of the call.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, path = "/metrics", operation_id = "operations_metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)))]
 pub(super) async fn metrics() -> impl IntoResponse {
     (

@@ -5,7 +5,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 
 use super::AppState;
-use super::error::{ApiError, Problem};
+use super::error::ApiError;
 use super::extract::{ApiJson, CurrentTenant};
 use crate::search::{Hit, Retrieval, SearchRequest, SearchResponse};
 use crate::usage::metrics;
@@ -15,12 +15,11 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// Search the tenant's documents.
-#[utoipa::path(post, path = "/v1/search", tag = "search", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/search", operation_id = "search", tag = "search", security(("bearer" = [])),
     request_body = SearchRequest,
     responses(
         (status = 200, description = "Hits, best first", body = SearchResponse),
-        (status = 400, description = "Malformed query", body = Problem),
-        (status = 404, description = "Unknown collection", body = Problem)))]
+        (status = 404, description = "Unknown collection")))]
 pub(super) async fn search(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,

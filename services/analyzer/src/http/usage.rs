@@ -70,7 +70,7 @@ impl QuotaView {
 }
 
 /// The tenant's tier, limits and usage.
-#[utoipa::path(get, path = "/v1/usage", tag = "usage", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/usage", operation_id = "usage_get", tag = "usage", security(("bearer" = [])),
     responses((status = 200, description = "Usage", body = UsageView)))]
 pub(super) async fn usage(
     State(state): State<AppState>,

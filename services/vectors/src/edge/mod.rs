@@ -33,10 +33,10 @@ use async_trait::async_trait;
 use qdrant_edge::{
     Condition, DEFAULT_VECTOR_NAME, Distance, EdgeConfigBuilder, EdgeOptimizersConfig, EdgeShard,
     EdgeSparseVectorParams, EdgeVectorParamsBuilder, FieldCondition, Filter, HnswIndexConfig,
-    JsonPath, Match, NamedQuery, PointId, PointInsertOperations, PointOperations, PointStruct,
-    QuantizationConfig, QueryEnum, ScalarQuantizationConfig, ScalarType, ScrollRequest,
-    SearchParams, SearchRequest, UpdateOperation, ValueVariants, Vector, Vectors, WalOptions,
-    WithPayloadInterface, WithVector,
+    JsonPath, Match, NamedQuery, Payload, PayloadOps, PointId, PointInsertOperations,
+    PointOperations, PointStruct, QuantizationConfig, QueryEnum, ScalarQuantizationConfig,
+    ScalarType, ScrollRequest, SearchParams, SearchRequest, SetPayloadOp, UpdateOperation,
+    ValueVariants, Vector, Vectors, WalOptions, WithPayloadInterface, WithVector,
 };
 use serde_json::Value;
 
@@ -530,6 +530,34 @@ impl VectorStore for EdgeStore {
             .collect();
         self.write(vec![UpdateOperation::PointOperation(
             PointOperations::DeletePoints { ids },
+        )])
+        .await
+    }
+
+    async fn set_metadata(
+        &self,
+        tenant: &TenantId,
+        document_id: &str,
+        revision: &str,
+        count: u32,
+        metadata: serde_json::Map<String, Value>,
+    ) -> Result<(), VectorError> {
+        if count == 0 {
+            return Ok(());
+        }
+        let ids = revision_point_ids(tenant, document_id, revision, count)
+            .map(PointId::Uuid)
+            .collect();
+        let mut payload = serde_json::Map::new();
+        payload.insert(keys::METADATA.to_owned(), Value::Object(metadata));
+        // Top-level keys are replaced whole: the old metadata goes.
+        self.write(vec![UpdateOperation::PayloadOperation(
+            PayloadOps::SetPayload(SetPayloadOp {
+                payload: Payload(payload),
+                points: Some(ids),
+                filter: None,
+                key: None,
+            }),
         )])
         .await
     }

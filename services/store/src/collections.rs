@@ -1,0 +1,175 @@
+//! A tenant's collections: created explicitly or by the first ingest into
+//! them; deleted with their documents in one transaction.
+
+use sqlx::Row as _;
+
+use crate::cleanups;
+use crate::documents::bump_generation;
+use crate::{Db, StoreError, VectorRevision, now_millis};
+use analyzer_domain::tenants::TenantId;
+
+/// The collection every tenant has, which cannot be deleted.
+pub const DEFAULT_COLLECTION: &str = "default";
+
+/// A collection and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionStats {
+    /// Its name.
+    pub name: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// Documents in it.
+    pub documents: i64,
+    /// Their chunks.
+    pub chunks: i64,
+    /// Bytes of their text.
+    pub text_bytes: i64,
+    /// Bytes of their vectors and payload.
+    pub vector_bytes: i64,
+}
+
+impl Db {
+    /// The tenant's collections, by name, with what each holds.
+    pub async fn collections(&self, tenant: &TenantId) -> Result<Vec<CollectionStats>, StoreError> {
+        let _quota = self.quota().await;
+        self.guarded(async {
+            sqlx::query(
+                "SELECT c.name, c.created_at, CAST(COUNT(d.id) AS BIGINT), \
+                 CAST(COALESCE(SUM(d.chunk_count), 0) AS BIGINT), \
+                 CAST(COALESCE(SUM(d.byte_size), 0) AS BIGINT), \
+                 CAST(COALESCE(SUM(d.vector_bytes), 0) AS BIGINT) \
+                 FROM collections c LEFT JOIN documents d \
+                 ON d.tenant_id = c.tenant_id AND d.collection = c.name \
+                 WHERE c.tenant_id = $1 GROUP BY c.name, c.created_at ORDER BY c.name",
+            )
+            .bind(tenant.as_str())
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(CollectionStats {
+                    name: row.try_get(0)?,
+                    created_at: row.try_get(1)?,
+                    documents: row.try_get(2)?,
+                    chunks: row.try_get(3)?,
+                    text_bytes: row.try_get(4)?,
+                    vector_bytes: row.try_get(5)?,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    /// Create an empty collection; `false` if the tenant has it already.
+    pub async fn create_collection(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        self.writing(tenant, async {
+            let _quota = self.quota().await;
+            self.guarded(async {
+                let (_turn, mut tx) = self.begin_write().await?;
+                bump_generation(&mut tx, tenant).await?;
+                let created = ensure_collection(&mut tx, tenant, name).await?;
+                tx.commit().await?;
+                Ok(created)
+            })
+            .await
+        })
+        .await
+    }
+
+    /// Delete a collection and its documents in one transaction, their
+    /// revisions recorded for removal in it (the caller removes their
+    /// vectors, or the sweep does); `None` if the tenant has no such
+    /// collection. From the commit on, no read, listing or search shows
+    /// any of its documents.
+    pub async fn delete_collection(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<Option<Vec<VectorRevision>>, StoreError> {
+        // Raised before the transaction can make any revision stale (the
+        // count of its documents is known only inside it), then set to
+        // what it recorded.
+        self.unsettle(tenant, 1);
+        let deleted = self.delete_collection_tx(tenant, name).await;
+        if let Ok(Some(revisions)) = &deleted {
+            self.unsettle(tenant, revisions.len());
+        }
+        self.settle(tenant, 1);
+        deleted
+    }
+
+    async fn delete_collection_tx(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<Option<Vec<VectorRevision>>, StoreError> {
+        self.writing(tenant, async {
+            let _quota = self.quota().await;
+            self.guarded(async {
+                let (_turn, mut tx) = self.begin_write().await?;
+                bump_generation(&mut tx, tenant).await?;
+                let removed =
+                    sqlx::query("DELETE FROM collections WHERE tenant_id = $1 AND name = $2")
+                        .bind(tenant.as_str())
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await?;
+                if removed.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+                let revisions = sqlx::query(
+                    "SELECT id, revision, chunk_count FROM documents \
+                     WHERE tenant_id = $1 AND collection = $2",
+                )
+                .bind(tenant.as_str())
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(VectorRevision {
+                        document_id: row.try_get(0)?,
+                        revision: row.try_get(1)?,
+                        chunk_count: row.try_get(2)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+                cleanups::supersede_all(&mut tx, tenant, &revisions).await?;
+                sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND collection = $2")
+                    .bind(tenant.as_str())
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Some(revisions))
+            })
+            .await
+        })
+        .await
+    }
+}
+
+/// Inside a transaction: make sure the tenant has the collection; whether
+/// it was created now.
+pub(crate) async fn ensure_collection(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &TenantId,
+    name: &str,
+) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO collections (tenant_id, name, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (tenant_id, name) DO NOTHING",
+    )
+    .bind(tenant.as_str())
+    .bind(name)
+    .bind(now_millis())
+    .execute(&mut **tx)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
