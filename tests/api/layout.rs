@@ -60,6 +60,7 @@ fn the_crates_depend_only_on_the_layers_below_them() {
     // Bottom up; each crate may use only crates listed before it.
     let order = [
         "domain",
+        "extract",
         "telemetry",
         "runtime",
         "store",

@@ -26,3 +26,4 @@ mod secrets;
 mod serving;
 mod telemetry;
 mod tokens;
+mod uploads;

@@ -21,6 +21,7 @@ pub struct Call {
     pub path: &'static str,
     pub token: Arc<str>,
     pub body: Bytes,
+    pub content_type: &'static str,
 }
 
 /// What a scenario sends: the `n`th call of connection `conn`.
@@ -181,7 +182,7 @@ impl Schedule {
                         hyper::header::AUTHORIZATION,
                         format!("Bearer {}", call.token),
                     )
-                    .header(hyper::header::CONTENT_TYPE, "application/json")
+                    .header(hyper::header::CONTENT_TYPE, call.content_type)
                     .body(Full::new(call.body));
                 let Ok(request) = request else {
                     outcome.failures += 1;

@@ -70,6 +70,7 @@ enum Scenario {
     CachedSearch,
     UncachedSearch,
     Ingest,
+    PdfIngest,
     Analyze,
     Mix,
     NoisyNeighbour,
@@ -350,6 +351,7 @@ fn post(path: &'static str, token: &Arc<str>, body: serde_json::Value) -> Call {
         path,
         token: Arc::clone(token),
         body: Bytes::from(body.to_string()),
+        content_type: "application/json",
     }
 }
 
@@ -448,6 +450,7 @@ impl Bench {
             path: "/v1/search",
             token: Arc::clone(&token),
             body: queries[(conn + n as usize) % queries.len()].clone(),
+            content_type: "application/json",
         });
         self.measure(target, "cached search", self.args.connections, plan)
             .await;
@@ -482,6 +485,53 @@ impl Bench {
             plan,
         )
         .await;
+        Ok(())
+    }
+
+    /// Uploads of a 50-page PDF (a new document each), a few at a time:
+    /// each file is read by a child process, two at once by default.
+    async fn pdf_ingest(&mut self, target: &Target) -> anyhow::Result<()> {
+        const PAGES: usize = 50;
+        const BOUNDARY: &str = "analyzer-load-boundary";
+        let token = target.tenant("pdf", "premium").await;
+        let mut rng = Rng::new(50);
+        let pages: Vec<String> = (0..PAGES).map(|_| corpus::text(&mut rng, 1_500)).collect();
+        let page_refs: Vec<&str> = pages.iter().map(String::as_str).collect();
+        let pdf = Bytes::from(analyzer_extract::fixtures::pdf(&page_refs));
+        eprintln!("pdf: {PAGES} pages, {} bytes", pdf.len());
+        let plan: Plan = Arc::new(move |conn, n| {
+            let mut body = format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"documents\"\r\n\r\n[{{\"id\": \"pdf-{conn}-{n}\"}}]\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"report.pdf\"\r\nContent-Type: application/pdf\r\n\r\n"
+            )
+            .into_bytes();
+            body.extend_from_slice(&pdf);
+            body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+            Call {
+                method: hyper::Method::POST,
+                path: "/v1/documents",
+                token: Arc::clone(&token),
+                body: Bytes::from(body),
+                content_type: "multipart/form-data; boundary=analyzer-load-boundary",
+            }
+        });
+        let connections = self.args.connections.min(4);
+        self.measure(target, "PDF upload (50 pages)", connections, plan)
+            .await;
+        let peak_kb = target
+            .server
+            .output()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["fields"]["message"] == "file extracted")
+            .filter_map(|l| l["fields"]["peak_rss_kb"].as_u64())
+            .max();
+        if let Some(row) = self.rows.last() {
+            eprintln!(
+                "  {:.0} pages/s; largest extracting child: {:.0} MiB",
+                row.outcome.rate() * PAGES as f64,
+                peak_kb.unwrap_or(0) as f64 / 1024.0
+            );
+        }
         Ok(())
     }
 
@@ -725,6 +775,7 @@ async fn main() -> anyhow::Result<()> {
                 Scenario::CachedSearch => bench.cached_search(&target).await?,
                 Scenario::UncachedSearch => bench.uncached_search(&target).await?,
                 Scenario::Ingest => bench.ingest(&target).await?,
+                Scenario::PdfIngest => bench.pdf_ingest(&target).await?,
                 Scenario::Analyze => bench.analyze(&target).await?,
                 Scenario::Mix => bench.mix(&target).await?,
                 Scenario::NoisyNeighbour => {}

@@ -47,6 +47,29 @@ enum Command {
         #[arg(long)]
         port: Option<u16>,
     },
+    /// Extract an uploaded file's text (the server runs this as a child
+    /// process per file; see `uploads`).
+    #[command(hide = true)]
+    Extract {
+        /// The file.
+        #[arg(long)]
+        input: std::path::PathBuf,
+        /// Its name as uploaded (its extension must agree with its content).
+        #[arg(long)]
+        name: String,
+        /// Where to write the answer (JSON).
+        #[arg(long)]
+        output: std::path::PathBuf,
+        /// The bounds, as JSON (`analyzer_extract::Limits`).
+        #[arg(long)]
+        limits: String,
+        /// Address space limit of this process.
+        #[arg(long)]
+        memory_bytes: u64,
+        /// CPU time limit of this process.
+        #[arg(long)]
+        cpu_seconds: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +158,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Healthcheck { port } = cli.command {
         return healthcheck(port).await;
     }
+    // A child of the server's: no configuration, no telemetry, no secrets.
+    if let Command::Extract {
+        input,
+        name,
+        output,
+        limits,
+        memory_bytes,
+        cpu_seconds,
+    } = &cli.command
+    {
+        let limits = serde_json::from_str(limits).context("--limits")?;
+        return crate::uploads::run_child(
+            input,
+            name,
+            output,
+            &limits,
+            *memory_bytes,
+            *cpu_seconds,
+        )
+        .context("extract");
+    }
     // Only the server exports telemetry; a CLI command's spans stay local.
     let (sink, exports) = match cli.command {
         Command::Serve => (Sink::Stdout, Exports::from_env(|k| std::env::var(k).ok())),
@@ -179,6 +223,8 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             usage_report(config, &from, &to, format).await
         }
         Command::Healthcheck { port } => healthcheck(port).await,
+        // Run by `run` before any configuration is read.
+        Command::Extract { .. } => anyhow::bail!("`extract` runs without configuration"),
     }
 }
 

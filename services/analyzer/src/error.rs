@@ -36,6 +36,10 @@ pub enum ServiceError {
         /// What conflicts.
         message: String,
     },
+    /// Uploaded files that cannot be ingested, each with why; the status
+    /// is the first one's (415 unsupported, 422 unreadable, 413 too large).
+    #[error("{}", FileRefusal::summary(.0))]
+    FilesRefused(Vec<FileRefusal>),
     /// The relational store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -63,6 +67,27 @@ impl FieldError {
         errors
             .iter()
             .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// An uploaded file refused, and why.
+#[derive(Debug, Clone)]
+pub struct FileRefusal {
+    /// Which part of the request (`files[2]`).
+    pub field: String,
+    /// The file's name as uploaded.
+    pub file: String,
+    /// Why.
+    pub refusal: analyzer_extract::Refusal,
+}
+
+impl FileRefusal {
+    fn summary(refused: &[FileRefusal]) -> String {
+        refused
+            .iter()
+            .map(|r| format!("{} ({}): {}", r.field, r.file, r.refusal))
             .collect::<Vec<_>>()
             .join("; ")
     }

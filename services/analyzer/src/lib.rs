@@ -13,10 +13,12 @@
 // the layers above its own here (docs/architecture.md says how this is
 // checked). Each comment starts a layer.
 //
-// The backends' clients the request path shares, and the server's loop.
+// The backends' clients the request path shares, the server's loop, and
+// the child processes that read uploaded files.
 pub mod cache;
 pub mod openai;
 pub mod serve;
+pub mod uploads;
 // Tier limits, counted in the cache's Redis when there is one.
 pub mod limits;
 // The configuration, composed of the settings each module above owns.

@@ -79,6 +79,9 @@ pub struct Hit {
     /// The document's metadata.
     #[schema(value_type = Metadata)]
     pub metadata: Map<String, Value>,
+    /// The page of the uploaded file the chunk is on, for files with pages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
 }
 
 impl From<ChunkHit> for Hit {
@@ -89,6 +92,7 @@ impl From<ChunkHit> for Hit {
             score: h.score,
             text: h.text,
             metadata: h.metadata,
+            page: h.page,
         }
     }
 }

@@ -218,6 +218,7 @@ mod tests {
             text: text.into(),
             metadata: Default::default(),
             revision: None,
+            page: None,
         }
     }
 

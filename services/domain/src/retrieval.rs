@@ -32,4 +32,8 @@ pub struct ChunkHit {
     /// it; cleared once the search has checked it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// The page of its file the chunk is on, for documents uploaded as
+    /// files with pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
 }

@@ -37,6 +37,21 @@ pub struct StoredDocument {
     pub created_at: i64,
     /// Last replacement time, Unix milliseconds.
     pub updated_at: i64,
+    /// The file it was extracted from, if it was uploaded as one.
+    pub file: Option<StoredFile>,
+}
+
+/// The file a document was extracted from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    /// Its name, as uploaded.
+    pub name: String,
+    /// Its media type, from its content.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub bytes: i64,
+    /// Its pages, where the format has them.
+    pub pages: Option<i64>,
 }
 
 /// A document in a listing: what is stored but its text.
@@ -56,6 +71,8 @@ pub struct DocumentSummary {
     pub created_at: i64,
     /// Last replacement time, Unix milliseconds.
     pub updated_at: i64,
+    /// The file it was extracted from, if it was uploaded as one.
+    pub file: Option<StoredFile>,
 }
 
 /// A listing's position: the `(created_at, id)` of the last document
@@ -105,7 +122,8 @@ impl Db {
         self.guarded(async {
             sqlx::query(
                 "SELECT id, collection, revision, text, metadata, chunk_count, byte_size, \
-                 vector_bytes, created_at, updated_at FROM documents WHERE tenant_id = $1 AND id = $2",
+                 vector_bytes, created_at, updated_at, file_name, media_type, file_bytes, pages \
+                 FROM documents WHERE tenant_id = $1 AND id = $2",
             )
             .bind(tenant.as_str())
             .bind(id)
@@ -130,8 +148,8 @@ impl Db {
         let backend = self.backend;
         self.guarded(async {
             let mut sql = String::from(
-                "SELECT id, collection, metadata, chunk_count, byte_size, created_at, updated_at \
-                 FROM documents WHERE tenant_id = $1",
+                "SELECT id, collection, metadata, chunk_count, byte_size, created_at, updated_at, \
+                 file_name, media_type, file_bytes, pages FROM documents WHERE tenant_id = $1",
             );
             let mut binds: Vec<Bind> = vec![Bind::Text(tenant.as_str().to_owned())];
             if let Some(collection) = &filter.collection {
@@ -183,7 +201,8 @@ impl Db {
             let (tenant, id) = after.map_or(("", ""), |(t, i)| (t.as_str(), i.as_str()));
             sqlx::query(
                 "SELECT tenant_id, id, collection, revision, text, metadata, chunk_count, byte_size, \
-                 vector_bytes, created_at, updated_at FROM documents \
+                 vector_bytes, created_at, updated_at, file_name, media_type, file_bytes, pages \
+                 FROM documents \
                  WHERE tenant_id > $1 OR (tenant_id = $1 AND id > $2) \
                  ORDER BY tenant_id, id LIMIT $3",
             )
@@ -294,12 +313,15 @@ impl Db {
                 superseded.extend(cleanups::supersede(&mut tx, tenant, &doc.id).await?);
                 sqlx::query(
                     "INSERT INTO documents (tenant_id, id, collection, revision, text, metadata, \
-                     chunk_count, byte_size, vector_bytes, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $10, $4, $5, $6, $7, $8, $9, $9) \
+                     chunk_count, byte_size, vector_bytes, created_at, updated_at, \
+                     file_name, media_type, file_bytes, pages) \
+                     VALUES ($1, $2, $3, $10, $4, $5, $6, $7, $8, $9, $9, $11, $12, $13, $14) \
                      ON CONFLICT (tenant_id, id) DO UPDATE SET collection = excluded.collection, \
                      revision = excluded.revision, text = excluded.text, metadata = excluded.metadata, \
                      chunk_count = excluded.chunk_count, byte_size = excluded.byte_size, \
-                     vector_bytes = excluded.vector_bytes, updated_at = excluded.updated_at",
+                     vector_bytes = excluded.vector_bytes, updated_at = excluded.updated_at, \
+                     file_name = excluded.file_name, media_type = excluded.media_type, \
+                     file_bytes = excluded.file_bytes, pages = excluded.pages",
                 )
                 .bind(tenant.as_str())
                 .bind(&doc.id)
@@ -311,6 +333,10 @@ impl Db {
                 .bind(doc.vector_bytes)
                 .bind(doc.updated_at)
                 .bind(&doc.revision)
+                .bind(doc.file.as_ref().map(|f| f.name.as_str()))
+                .bind(doc.file.as_ref().map(|f| f.media_type.as_str()))
+                .bind(doc.file.as_ref().map(|f| f.bytes))
+                .bind(doc.file.as_ref().and_then(|f| f.pages))
                 .execute(&mut *tx)
                 .await?;
                 chunks += doc.chunk_count;
@@ -544,7 +570,24 @@ fn summary_from_row(row: &AnyRow) -> Result<DocumentSummary, StoreError> {
         byte_size: row.try_get("byte_size")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        file: file_from_row(row)?,
     })
+}
+
+/// The file columns of a row, if the document was uploaded as a file.
+fn file_from_row(row: &AnyRow) -> Result<Option<StoredFile>, StoreError> {
+    let name: Option<String> = row.try_get("file_name")?;
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    Ok(Some(StoredFile {
+        name,
+        media_type: row
+            .try_get::<Option<String>, _>("media_type")?
+            .unwrap_or_default(),
+        bytes: row.try_get::<Option<i64>, _>("file_bytes")?.unwrap_or(0),
+        pages: row.try_get("pages")?,
+    }))
 }
 
 pub(crate) fn document_from_row(row: &AnyRow) -> Result<StoredDocument, StoreError> {
@@ -561,5 +604,6 @@ pub(crate) fn document_from_row(row: &AnyRow) -> Result<StoredDocument, StoreErr
         vector_bytes: row.try_get("vector_bytes")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        file: file_from_row(row)?,
     })
 }

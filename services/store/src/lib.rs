@@ -27,7 +27,9 @@ mod usage;
 pub use cleanups::{DueCleanup, SettledMark, VectorRevision};
 pub use collections::{CollectionStats, DEFAULT_COLLECTION};
 pub use contexts::SearchContext;
-pub use documents::{DocumentFilter, DocumentSummary, ListPosition, StorageTotals, StoredDocument};
+pub use documents::{
+    DocumentFilter, DocumentSummary, ListPosition, StorageTotals, StoredDocument, StoredFile,
+};
 pub use guard::{DbGuardConfig, FALLBACK_CONTEXT_AGE, OUTAGE_FALLBACK_LIMIT};
 pub use metadata::{DueMetadataSync, MetadataWrite};
 pub use usage::LedgerRow;

@@ -42,6 +42,7 @@ pub(crate) fn stored(id: &str, revision: &str) -> StoredDocument {
         vector_bytes: 10,
         created_at: 0,
         updated_at: 0,
+        file: None,
     }
 }
 

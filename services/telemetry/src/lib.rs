@@ -43,6 +43,10 @@ pub mod messages {
     pub const DB_BREAKER_CLOSED: &str = "database circuit closed";
     /// An answer of `/v1/analyze` (info, `model`, `outcome`, `duration_ms`).
     pub const LLM_ANSWER: &str = "llm answer";
+    /// An uploaded file was read by its child process (info, `file`,
+    /// `outcome` (its format, or `refused`), `pages`, `duration_ms`,
+    /// `peak_rss_kb`: the child's peak resident memory).
+    pub const FILE_EXTRACTED: &str = "file extracted";
 }
 
 /// Where log lines go.

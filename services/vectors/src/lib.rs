@@ -47,6 +47,8 @@ pub mod keys {
     pub const TEXT: &str = "text";
     /// The caller's metadata object; filters address `metadata.<field>`.
     pub const METADATA: &str = "metadata";
+    /// The page of its file the chunk is on (absent without pages).
+    pub const PAGE: &str = "page";
 }
 
 /// A failure of the vector store. The text is for logs, not clients.
@@ -77,6 +79,8 @@ pub struct ChunkPoint {
     pub collection: String,
     /// Its position in the document, from 0.
     pub chunk: u32,
+    /// The page of its file it is on, for a file with pages.
+    pub page: Option<u32>,
     /// The chunk's text.
     pub text: String,
     /// The document's metadata.
@@ -218,6 +222,10 @@ pub fn hit_from_payload(payload: &Map<String, Value>, score: f32) -> Option<Chun
             .get(keys::REVISION)
             .and_then(Value::as_str)
             .map(str::to_owned),
+        page: payload
+            .get(keys::PAGE)
+            .and_then(Value::as_u64)
+            .and_then(|p| u32::try_from(p).ok()),
     })
 }
 
@@ -237,6 +245,9 @@ pub fn payload_of(tenant: &TenantId, point: &ChunkPoint) -> Map<String, Value> {
     payload.insert(keys::CHUNK.into(), Value::from(point.chunk));
     payload.insert(keys::TEXT.into(), Value::from(point.text.as_str()));
     payload.insert(keys::METADATA.into(), Value::Object(point.metadata.clone()));
+    if let Some(page) = point.page {
+        payload.insert(keys::PAGE.into(), Value::from(page));
+    }
     payload
 }
 
@@ -262,6 +273,7 @@ mod tests {
             revision: "r1".into(),
             collection: "default".into(),
             chunk: 3,
+            page: Some(2),
             text: "hello".into(),
             metadata: serde_json::json!({"lang": "en"})
                 .as_object()
@@ -274,5 +286,6 @@ mod tests {
         assert_eq!(hit.chunk, 3);
         assert_eq!(hit.metadata["lang"], "en");
         assert_eq!(hit.revision.as_deref(), Some("r1"));
+        assert_eq!(hit.page, Some(2));
     }
 }

@@ -103,6 +103,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Per-request limits.
     pub limits: RequestLimits,
+    /// Bounds of file uploads and their extraction.
+    pub uploads: crate::uploads::UploadConfig,
     /// Chunking of ingested text.
     pub chunking: ChunkingConfig,
     /// How long a resolved tenant record is trusted before it is re-read.
@@ -293,6 +295,8 @@ impl Config {
             "ANALYZER_REQUEST_TIMEOUT_SECONDS",
         )?;
 
+        let uploads = upload_config(env)?;
+
         let chunking = ChunkingConfig {
             chunk_chars: parse_or(env, "ANALYZER_CHUNK_CHARS", 800)?,
             overlap_chars: parse_or(env, "ANALYZER_CHUNK_OVERLAP_CHARS", 100)?,
@@ -368,6 +372,7 @@ impl Config {
             jwt,
             cors_origins,
             limits,
+            uploads,
             chunking,
             tenant_cache_ttl: Duration::from_millis(parse_or(
                 env,
@@ -459,6 +464,54 @@ fn tier_limits(env: &dyn Env, tier: Tier) -> Result<TierLimits, ConfigError> {
     )?;
     positive(u64::from(limits.db_connections), &var("DB_CONNECTIONS"))?;
     Ok(limits)
+}
+
+/// Upload bounds: each positive; a file no larger than a request.
+fn upload_config(env: &dyn Env) -> Result<crate::uploads::UploadConfig, ConfigError> {
+    let defaults = crate::uploads::UploadConfig::DEFAULT;
+    let uploads = crate::uploads::UploadConfig {
+        max_file_bytes: parse_or(env, "ANALYZER_MAX_FILE_BYTES", defaults.max_file_bytes)?,
+        max_request_bytes: parse_or(env, "ANALYZER_MAX_UPLOAD_BYTES", defaults.max_request_bytes)?,
+        max_pages: parse_or(env, "ANALYZER_MAX_FILE_PAGES", defaults.max_pages)?,
+        max_expanded_bytes: parse_or(
+            env,
+            "ANALYZER_MAX_EXPANDED_BYTES",
+            defaults.max_expanded_bytes,
+        )?,
+        timeout: Duration::from_secs(parse_or(
+            env,
+            "ANALYZER_EXTRACT_TIMEOUT_SECONDS",
+            defaults.timeout.as_secs(),
+        )?),
+        memory_bytes: parse_or(env, "ANALYZER_EXTRACT_MEMORY_BYTES", defaults.memory_bytes)?,
+        concurrency: parse_or(env, "ANALYZER_EXTRACT_CONCURRENCY", defaults.concurrency)?,
+    };
+    for (value, name) in [
+        (uploads.max_file_bytes, "ANALYZER_MAX_FILE_BYTES"),
+        (uploads.max_request_bytes, "ANALYZER_MAX_UPLOAD_BYTES"),
+        (u64::from(uploads.max_pages), "ANALYZER_MAX_FILE_PAGES"),
+        (uploads.max_expanded_bytes, "ANALYZER_MAX_EXPANDED_BYTES"),
+        (
+            uploads.timeout.as_secs(),
+            "ANALYZER_EXTRACT_TIMEOUT_SECONDS",
+        ),
+        (uploads.concurrency as u64, "ANALYZER_EXTRACT_CONCURRENCY"),
+    ] {
+        positive(value, name)?;
+    }
+    if uploads.memory_bytes < 64 * 1024 * 1024 {
+        return Err(invalid(
+            "ANALYZER_EXTRACT_MEMORY_BYTES",
+            "expected at least 67108864 (64 MiB)",
+        ));
+    }
+    if uploads.max_file_bytes > uploads.max_request_bytes {
+        return Err(invalid(
+            "ANALYZER_MAX_FILE_BYTES",
+            "expected at most ANALYZER_MAX_UPLOAD_BYTES",
+        ));
+    }
+    Ok(uploads)
 }
 
 #[cfg(test)]

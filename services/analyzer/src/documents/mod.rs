@@ -9,6 +9,7 @@
 //! (store/cleanups.rs) removes whatever vectors a crash leaves behind.
 
 pub mod collections;
+pub mod files;
 mod listing;
 #[cfg(feature = "edge")]
 mod reconcile;
@@ -64,11 +65,15 @@ impl Ingestor<'_> {
         } = ingest;
 
         // Chunk everything, then embed in one call (providers batch better).
-        let chunked: Vec<Vec<String>> = documents
+        let chunked: Vec<Vec<(Option<u32>, String)>> = documents
             .iter()
-            .map(|d| chunk_text(&d.text, self.chunking))
+            .map(|d| chunks_of(d, self.chunking))
             .collect();
-        let all_chunks: Vec<String> = chunked.iter().flatten().cloned().collect();
+        let all_chunks: Vec<String> = chunked
+            .iter()
+            .flatten()
+            .map(|(_, text)| text.clone())
+            .collect();
         let embedded = self
             .embedder
             .embed(&all_chunks)
@@ -118,6 +123,7 @@ impl Ingestor<'_> {
                 vector_bytes: i64::try_from(vector_bytes).unwrap_or(i64::MAX),
                 created_at: now,
                 updated_at: now,
+                file: doc.file,
             });
         }
         let total_chunks = points.len();
@@ -422,17 +428,39 @@ struct Revision<'a> {
     metadata: &'a Map<String, Value>,
 }
 
+/// A document's chunks, each with its page: a file's sections are chunked
+/// one by one, so that no chunk crosses a page or a heading.
+fn chunks_of(
+    document: &requests::ValidDocument,
+    config: ChunkingConfig,
+) -> Vec<(Option<u32>, String)> {
+    match &document.sections {
+        Some(sections) => sections
+            .iter()
+            .flat_map(|s| {
+                chunk_text(&s.text, config)
+                    .into_iter()
+                    .map(move |chunk| (s.page, chunk))
+            })
+            .collect(),
+        None => chunk_text(&document.text, config)
+            .into_iter()
+            .map(|chunk| (None, chunk))
+            .collect(),
+    }
+}
+
 /// The points of one revision's `chunks`, each with the next of `vectors`
 /// (the embeddings of a batch, in chunk order).
 fn chunk_points(
     of: Revision<'_>,
-    chunks: Vec<String>,
+    chunks: Vec<(Option<u32>, String)>,
     vectors: &mut impl Iterator<Item = analyzer_domain::embed::Embedding>,
 ) -> Result<Vec<ChunkPoint>, ServiceError> {
     chunks
         .into_iter()
         .enumerate()
-        .map(|(i, text)| {
+        .map(|(i, (page, text))| {
             let vector = vectors.next().ok_or_else(|| {
                 ServiceError::Provider(analyzer_domain::embed::ProviderError::BadGateway(
                     "embedder returned fewer vectors than inputs".into(),
@@ -443,6 +471,7 @@ fn chunk_points(
                 revision: of.revision.to_owned(),
                 collection: of.collection.to_owned(),
                 chunk: u32::try_from(i).unwrap_or(u32::MAX),
+                page,
                 text,
                 metadata: of.metadata.clone(),
                 vector,

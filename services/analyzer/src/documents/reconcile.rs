@@ -84,7 +84,9 @@ pub async fn reconcile(
                     collection: &doc.collection,
                     metadata: &metadata,
                 },
-                chunks,
+                // A file's pages are not kept apart in its stored text:
+                // rebuilt chunks have none (docs/architecture.md).
+                chunks.into_iter().map(|chunk| (None, chunk)).collect(),
                 &mut vectors,
             )?;
             report.rebuilt += 1;

@@ -13,7 +13,7 @@ use utoipa::openapi::{RefOr, schema::AdditionalProperties};
 use crate::config::RequestLimits;
 use crate::error::{ServiceError, Violations};
 use analyzer_domain::retrieval::FilterValue;
-use analyzer_store::{DocumentSummary, StoredDocument, rfc3339};
+use analyzer_store::{DocumentSummary, StoredDocument, StoredFile, rfc3339};
 
 /// The collection used when a request names none.
 pub const DEFAULT_COLLECTION: &str = "default";
@@ -90,6 +90,31 @@ pub struct MetadataPatch {
     pub metadata: Value,
 }
 
+/// The file a document was uploaded as.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileView {
+    /// Its name, as uploaded.
+    pub name: String,
+    /// Its media type, from its content.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub bytes: i64,
+    /// Its pages, where the format has them (PDF; DOCX when Word recorded them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pages: Option<i64>,
+}
+
+impl From<StoredFile> for FileView {
+    fn from(f: StoredFile) -> Self {
+        Self {
+            name: f.name,
+            media_type: f.media_type,
+            bytes: f.bytes,
+            pages: f.pages,
+        }
+    }
+}
+
 /// A stored document, as returned by `GET /v1/documents/{id}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DocumentView {
@@ -110,6 +135,9 @@ pub struct DocumentView {
     pub created_at: String,
     /// Last replacement time (RFC 3339).
     pub updated_at: String,
+    /// The file it was extracted from, for a document uploaded as one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileView>,
 }
 
 impl From<StoredDocument> for DocumentView {
@@ -123,6 +151,7 @@ impl From<StoredDocument> for DocumentView {
             bytes: d.byte_size,
             created_at: rfc3339(d.created_at),
             updated_at: rfc3339(d.updated_at),
+            file: d.file.map(FileView::from),
         }
     }
 }
@@ -146,6 +175,9 @@ pub struct DocumentItem {
     pub created_at: String,
     /// Last replacement time (RFC 3339).
     pub updated_at: String,
+    /// The file it was extracted from, for a document uploaded as one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileView>,
 }
 
 impl From<DocumentSummary> for DocumentItem {
@@ -158,6 +190,7 @@ impl From<DocumentSummary> for DocumentItem {
             bytes: d.byte_size,
             created_at: rfc3339(d.created_at),
             updated_at: rfc3339(d.updated_at),
+            file: d.file.map(FileView::from),
         }
     }
 }
@@ -174,6 +207,11 @@ pub(super) struct ValidDocument {
     pub(super) id: String,
     pub(super) text: String,
     pub(super) metadata: Map<String, Value>,
+    /// For a file: its text in stretches chunks do not cross, with their
+    /// pages; `None`: the text is one stretch.
+    pub(super) sections: Option<Vec<analyzer_extract::Section>>,
+    /// For a file: what it was.
+    pub(super) file: Option<StoredFile>,
 }
 
 /// Whether `s` is 1 to 64 ASCII letters, digits, `_` or `-`: the rule for
@@ -341,6 +379,8 @@ impl ValidIngest {
                 id,
                 text: doc.text,
                 metadata,
+                sections: None,
+                file: None,
             });
         }
         found.finish()?;

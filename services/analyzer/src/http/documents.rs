@@ -1,6 +1,6 @@
 //! `/v1/documents`: ingest, read and delete a tenant's documents.
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest as _, Path, Request, State};
 use axum::http::{HeaderName, StatusCode, header};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, CurrentTenant};
+use super::upload::{self, UploadForm};
 use crate::documents::{
     self, DocumentPage, DocumentView, IngestRequest, IngestResponse, Ingestor, ListQuery, Listing,
     MetadataPatch, ValidIngest,
@@ -40,20 +41,34 @@ pub(super) async fn list(
     Ok(Json(documents::list(&state.db, &tenant.id, listing).await?))
 }
 
-/// Chunk, embed and store documents (a batch is stored whole or not at all).
+/// Chunk, embed and store documents, given as JSON text or uploaded as
+/// files (`multipart/form-data`: PDF, DOCX, HTML, Markdown, plain text,
+/// told from their content). A request is stored whole or not at all.
 #[utoipa::path(post, path = "/v1/documents", tag = "documents", operation_id = "documents_ingest",
     security(("bearer" = [])),
-    request_body = IngestRequest,
+    request_body(content(
+        (IngestRequest = "application/json"),
+        (UploadForm = "multipart/form-data"),
+    )),
     responses(
         (status = 201, description = "Stored", body = IngestResponse),
         (status = 400, description = "Malformed input, each invalid field named; nothing stored"),
-        (status = 413, description = "Body, batch or document too large (`payload_too_large`), or over the vector storage quota (`quota_exceeded`); nothing stored")))]
+        (status = 413, description = "Body, batch, file or document too large (`payload_too_large`), or over the vector storage quota (`quota_exceeded`); nothing stored"),
+        (status = 415, description = "Not JSON or multipart (`unsupported_media_type`), or a file of an unsupported type or whose name lies about it (`unsupported_file`, each file in `errors`); nothing stored"),
+        (status = 422, description = "A file that cannot be read: empty, corrupt, encrypted, without text, or over a reading bound (`unreadable_file`, each file in `errors`); nothing stored")))]
 pub(super) async fn ingest(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,
-    ApiJson(body): ApiJson<IngestRequest>,
+    request: Request,
 ) -> Result<(StatusCode, [(HeaderName, String); 1], Json<IngestResponse>), ApiError> {
-    let valid = ValidIngest::parse(body, &state.config.limits)?;
+    let valid = if upload::is_multipart(request.headers()) {
+        let (parts, body) = request.into_parts();
+        let received = upload::receive(&parts.headers, body, state.extractor.config()).await?;
+        ValidIngest::from_upload(received, &state.extractor, &state.config.limits).await?
+    } else {
+        let ApiJson(body) = ApiJson::<IngestRequest>::from_request(request, &state).await?;
+        ValidIngest::parse(body, &state.config.limits)?
+    };
     let ingestor = Ingestor {
         db: &state.db,
         vectors: state.vectors.as_ref(),

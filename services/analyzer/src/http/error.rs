@@ -222,6 +222,29 @@ impl IntoResponse for ApiError {
                 Answer::new(StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded", m)
             }
             ApiError::Service(S::NotFound(m)) => Answer::new(StatusCode::NOT_FOUND, "not_found", m),
+            ApiError::Service(S::FilesRefused(refused)) => {
+                use analyzer_extract::Refusal;
+                let detail = ServiceError::FilesRefused(refused.clone()).to_string();
+                let (status, code) = match refused.first().map(|r| &r.refusal) {
+                    Some(Refusal::Unsupported(_)) => {
+                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_file")
+                    }
+                    Some(Refusal::TooLarge(_)) => {
+                        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+                    }
+                    Some(Refusal::Unreadable(_)) | None => {
+                        (StatusCode::UNPROCESSABLE_ENTITY, "unreadable_file")
+                    }
+                };
+                errors = refused
+                    .into_iter()
+                    .map(|r| FieldError {
+                        field: r.field,
+                        message: format!("{}: {}", r.file, r.refusal),
+                    })
+                    .collect();
+                Answer::new(status, code, detail)
+            }
             ApiError::Service(S::Conflict { code, message }) => {
                 Answer::new(StatusCode::CONFLICT, code, message)
             }

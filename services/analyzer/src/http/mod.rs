@@ -14,6 +14,7 @@ mod me;
 mod openapi;
 mod prometheus;
 mod search;
+mod upload;
 mod usage;
 
 use std::ops::Deref;
@@ -73,6 +74,8 @@ pub struct AppInner {
     pub cache_stats: Arc<CacheStats>,
     /// Per-tenant request limits.
     pub limiter: Arc<crate::limits::Limiter>,
+    /// Reads uploaded files, in child processes.
+    pub extractor: crate::uploads::Extractor,
 }
 
 impl AppState {
@@ -202,7 +205,10 @@ pub fn router(state: AppState) -> Router {
                 ))
                 .layer(DefaultBodyLimit::max(config.limits.max_body_bytes))
                 .layer(middleware::from_fn_with_state(
-                    config.limits.max_body_bytes,
+                    BodyLimits {
+                        json: config.limits.max_body_bytes as u64,
+                        upload: config.uploads.max_request_bytes,
+                    },
                     limit_body,
                 ))
                 .layer(catch_panics()),
@@ -324,16 +330,28 @@ async fn problems(State(max_body): State<usize>, req: Request, next: Next) -> Re
 /// when it closes with unread data, and many clients then lose the 413.
 const OVERSIZED_DRAIN_BYTES: u64 = 16 * 1024 * 1024;
 
+/// The largest body of a request: a multipart upload's, or any other's.
+#[derive(Debug, Clone, Copy)]
+struct BodyLimits {
+    json: u64,
+    upload: u64,
+}
+
 /// Refuse a body whose declared length is over the limit with a 413 the
 /// client can read. Bodies without a length are bounded by the extractors
-/// (`DefaultBodyLimit`).
-async fn limit_body(State(max_body): State<usize>, req: Request, next: Next) -> Response {
+/// (`DefaultBodyLimit`) and, for uploads, by the multipart reader.
+async fn limit_body(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
+    let max_body = if upload::is_multipart(req.headers()) {
+        limits.upload
+    } else {
+        limits.json
+    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let Some(length) = declared.filter(|&len| len > max_body as u64) else {
+    let Some(length) = declared.filter(|&len| len > max_body) else {
         return next.run(req).await;
     };
     let too_large = ApiError::BadRequest {
@@ -341,7 +359,7 @@ async fn limit_body(State(max_body): State<usize>, req: Request, next: Next) -> 
         code: "payload_too_large",
         detail: format!("request body is {length} bytes; the limit is {max_body}"),
     };
-    if length <= max_body as u64 + OVERSIZED_DRAIN_BYTES {
+    if length <= max_body + OVERSIZED_DRAIN_BYTES {
         use futures::StreamExt as _;
         let mut body = req.into_body().into_data_stream();
         let drain = async { while let Some(Ok(_)) = body.next().await {} };

@@ -530,6 +530,7 @@ mod tests {
             text: "Facts.".into(),
             metadata: Default::default(),
             revision: None,
+            page: None,
         }];
         let prompt = user_prompt("Why?", &hits);
         assert!(prompt.starts_with("Sources:\n[1] (document d1, chunk 2)\nFacts."));

@@ -11,6 +11,7 @@ fn point(doc: &str, chunk: u32, vector: Vec<f32>, metadata: Value) -> ChunkPoint
         revision: "r1".into(),
         collection: "default".into(),
         chunk,
+        page: None,
         text: format!("{doc} chunk {chunk}"),
         metadata: metadata.as_object().cloned().unwrap_or_default(),
         vector: Embedding::Dense(vector),
