@@ -30,16 +30,7 @@ fn documented_routes() -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_routes_are_the_routes_of_the_openapi_description() {
     let env = start(Db::Sqlite, Options::default()).await.expect("start");
-    let s = &env.server;
-    let (status, spec) = analyzer_tests::split(
-        s.http
-            .get(s.url("/openapi.json"))
-            .send()
-            .await
-            .expect("openapi"),
-    )
-    .await;
-    assert_eq!(status, 200);
+    let spec = served_description(&env.server).await;
     let mut served = BTreeSet::new();
     for (path, item) in spec["paths"].as_object().expect("paths") {
         for method in item.as_object().expect("path item").keys() {

@@ -111,21 +111,7 @@ on_both_databases! {
                 }
             })
         };
-        let mut seen = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let path = match &cursor {
-                Some(c) => format!("/v1/documents?limit=4&cursor={c}"),
-                None => "/v1/documents?limit=4".to_owned(),
-            };
-            let (status, page) = s.get(&path, &token).await;
-            assert_eq!(status, 200, "{page}");
-            seen.extend(page["documents"].as_array().expect("documents").iter().map(|d| d["id"].as_str().expect("id").to_owned()));
-            match page["next_cursor"].as_str() {
-                Some(next) => cursor = Some(next.to_owned()),
-                None => break,
-            }
-        }
+        let seen = list_all(s, &token, "limit=4").await;
         writer.await.expect("writer");
         let unique: HashSet<&String> = seen.iter().collect();
         assert_eq!(unique.len(), seen.len(), "a document listed twice: {seen:?}");

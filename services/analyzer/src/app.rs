@@ -315,7 +315,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     });
     // Files are read by this same binary, run as a child per file.
     let program = std::env::current_exe().context("the path of this binary")?;
-    let extractor = crate::uploads::Extractor::new(config.uploads, program);
+    let extractor =
+        crate::uploads::Extractor::new(config.uploads, program, config.data_dir.join("uploads"))
+            .context("the uploads directory in the data dir")?;
     let state = AppState::new(AppInner {
         limiter,
         extractor,

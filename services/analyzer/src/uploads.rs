@@ -51,22 +51,38 @@ impl UploadConfig {
 pub struct Extractor {
     config: UploadConfig,
     program: PathBuf,
+    temp_dir: PathBuf,
     slots: Arc<Semaphore>,
 }
 
 impl Extractor {
-    /// Children of `program` (this binary: `std::env::current_exe`).
-    pub fn new(config: UploadConfig, program: PathBuf) -> Self {
-        Self {
+    /// Children of `program` (this binary: `std::env::current_exe`), with
+    /// uploads and answers kept in `temp_dir` (under the data dir: the one
+    /// writable place of a container with a read-only root). Files a
+    /// previous run left there are removed.
+    pub fn new(config: UploadConfig, program: PathBuf, temp_dir: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&temp_dir)?;
+        for entry in std::fs::read_dir(&temp_dir)?.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+        Ok(Self {
             config,
             program,
+            temp_dir,
             slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
-        }
+        })
     }
 
     /// The bounds in force.
     pub fn config(&self) -> &UploadConfig {
         &self.config
+    }
+
+    /// A new temporary file for an upload, removed when dropped.
+    pub fn temp_file(&self, prefix: &str) -> std::io::Result<tempfile::NamedTempFile> {
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempfile_in(&self.temp_dir)
     }
 
     /// The text of the file at `path`, uploaded as `name`, of at most
@@ -82,9 +98,8 @@ impl Extractor {
             .acquire()
             .await
             .map_err(|_| Refusal::Unreadable("the server is stopping".into()))?;
-        let output = tempfile::Builder::new()
-            .prefix("analyzer-extract-")
-            .tempfile()
+        let output = self
+            .temp_file("answer-")
             .map_err(|e| failed(&format!("no temporary file: {e}")))?;
         let limits = Limits {
             max_pages: self.config.max_pages,

@@ -173,3 +173,67 @@ pub(crate) async fn ensure_collection(
     .await?;
     Ok(inserted.rows_affected() == 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::{ingest, sqlite_with_tenant, stored};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_deleted_collection_leaves_its_revisions_in_the_journal_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (db, tenant) = sqlite_with_tenant(dir.path()).await;
+        for (id, collection) in [("a", "manuals"), ("b", "manuals"), ("c", "default")] {
+            let mut doc = stored(id, &format!("r-{id}"));
+            doc.collection = collection.into();
+            ingest(&db, &tenant, doc, u64::MAX).await.expect("ingest");
+        }
+        let names = |list: Vec<CollectionStats>| -> Vec<(String, i64)> {
+            list.into_iter().map(|c| (c.name, c.documents)).collect()
+        };
+        assert_eq!(
+            names(db.collections(&tenant).await.expect("list")),
+            [("default".to_owned(), 1), ("manuals".to_owned(), 2)]
+        );
+
+        let mut removed = db
+            .delete_collection(&tenant, "manuals")
+            .await
+            .expect("delete")
+            .expect("it existed");
+        removed.sort_by(|x, y| x.document_id.cmp(&y.document_id));
+        let ids: Vec<&str> = removed.iter().map(|r| r.revision.as_str()).collect();
+        assert_eq!(ids, ["r-a", "r-b"]);
+        // Until their vectors are removed, the journal holds them: a crash
+        // now leaves them to the sweep at the next start.
+        let due = db.due_cleanups(i64::MAX, i64::MAX, 10).await.expect("due");
+        let mut journalled: Vec<&str> = due.iter().map(|d| d.vectors.revision.as_str()).collect();
+        journalled.sort_unstable();
+        assert_eq!(journalled, ["r-a", "r-b"]);
+        assert!(due.iter().all(|d| !d.pending));
+
+        assert_eq!(
+            names(db.collections(&tenant).await.expect("list")),
+            [("default".to_owned(), 1)]
+        );
+        assert!(db.document(&tenant, "a").await.expect("read").is_none());
+        assert!(db.document(&tenant, "c").await.expect("read").is_some());
+        assert!(
+            db.delete_collection(&tenant, "manuals")
+                .await
+                .expect("again")
+                .is_none()
+        );
+        assert!(
+            db.create_collection(&tenant, "manuals")
+                .await
+                .expect("create")
+        );
+        assert!(
+            !db.create_collection(&tenant, "manuals")
+                .await
+                .expect("exists")
+        );
+    }
+}

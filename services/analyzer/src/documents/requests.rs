@@ -115,43 +115,31 @@ impl From<StoredFile> for FileView {
     }
 }
 
-/// A stored document, as returned by `GET /v1/documents/{id}`.
+/// A stored document, as returned by `GET /v1/documents/{id}`: what a
+/// listing shows of it, and its text.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DocumentView {
-    /// The document id.
-    pub id: String,
-    /// Its collection.
-    pub collection: String,
-    /// The full text.
+    /// The document without its text.
+    #[serde(flatten)]
+    pub document: DocumentItem,
+    /// The full text (for a file, the text extracted from it).
     pub text: String,
-    /// Its metadata.
-    #[schema(value_type = Metadata)]
-    pub metadata: Value,
-    /// Number of chunks embedded.
-    pub chunks: i64,
-    /// Size of the text in bytes.
-    pub bytes: i64,
-    /// Creation time (RFC 3339).
-    pub created_at: String,
-    /// Last replacement time (RFC 3339).
-    pub updated_at: String,
-    /// The file it was extracted from, for a document uploaded as one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<FileView>,
 }
 
 impl From<StoredDocument> for DocumentView {
     fn from(d: StoredDocument) -> Self {
         Self {
-            id: d.id,
-            collection: d.collection,
+            document: DocumentItem::from(DocumentSummary {
+                id: d.id,
+                collection: d.collection,
+                metadata: d.metadata,
+                chunk_count: d.chunk_count,
+                byte_size: d.byte_size,
+                created_at: d.created_at,
+                updated_at: d.updated_at,
+                file: d.file,
+            }),
             text: d.text,
-            metadata: d.metadata,
-            chunks: d.chunk_count,
-            bytes: d.byte_size,
-            created_at: rfc3339(d.created_at),
-            updated_at: rfc3339(d.updated_at),
-            file: d.file.map(FileView::from),
         }
     }
 }

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{Admin, ApiJson};
-use crate::error::ServiceError;
+use crate::error::{ServiceError, Violations};
 use crate::tenants;
 use crate::usage::{Period, Report};
 use analyzer_domain::tenants::{Tenant, TenantId, TenantName, TenantStatus, Tier};
@@ -123,8 +123,13 @@ pub(super) async fn create(
     _: Admin,
     ApiJson(body): ApiJson<CreateTenant>,
 ) -> Result<(StatusCode, [(HeaderName, String); 1], Json<Tenant>), ApiError> {
-    let name = TenantName::try_from(body.name).map_err(ServiceError::from)?;
-    let tier: Tier = body.tier.parse().map_err(ServiceError::from)?;
+    let mut found = Violations::default();
+    let name = found.check("name", TenantName::try_from(body.name).map_err(|e| e.0));
+    let tier = found.check("tier", body.tier.parse::<Tier>().map_err(|e| e.0));
+    found.finish()?;
+    let (Some(name), Some(tier)) = (name, tier) else {
+        return Err(ServiceError::Invalid("invalid tenant".into()).into());
+    };
     let tenant = tenants::create(&state.db, name, tier).await?;
     tracing::info!(tenant_id = %tenant.id, tier = tier.as_str(), "tenant created");
     let location = format!("/v1/admin/tenants/{}", tenant.id);
@@ -175,19 +180,18 @@ pub(super) async fn update(
     ApiJson(body): ApiJson<UpdateTenant>,
 ) -> Result<Json<Tenant>, ApiError> {
     let id = tenant_id(&id)?;
+    let mut found = Violations::default();
+    let (given_tier, given_status) = (body.tier.is_some(), body.status.is_some());
     let tier: Option<Tier> = body
         .tier
-        .map(|t| t.parse())
-        .transpose()
-        .map_err(ServiceError::from)?;
+        .and_then(|t| found.check("tier", t.parse::<Tier>().map_err(|e| e.0)));
     let status: Option<TenantStatus> = body
         .status
-        .map(|s| s.parse())
-        .transpose()
-        .map_err(ServiceError::from)?;
-    if tier.is_none() && status.is_none() {
-        return Err(ServiceError::Invalid("give `tier`, `status` or both".into()).into());
+        .and_then(|s| found.check("status", s.parse::<TenantStatus>().map_err(|e| e.0)));
+    if !given_tier && !given_status {
+        found.add("tier", "give `tier`, `status` or both");
     }
+    found.finish()?;
     let tenant = tenants::update(&state.db, &id, tier, status).await?;
     state.auth.invalidate_tenant(&id);
     tracing::info!(tenant_id = %id, tier = tenant.tier.as_str(), status = tenant.status.as_str(), "tenant updated");
@@ -201,9 +205,8 @@ pub(super) async fn update(
     responses(
         (status = 200, description = "A signed token", body = TokenResponse),
         (status = 400, description = "TTL out of range"),
-        (status = 409, description = "No signing key is configured (`signing_disabled`)"),
         (status = 404, description = "No such tenant"),
-        (status = 409, description = "This deployment only verifies tokens issued elsewhere")))]
+        (status = 409, description = "No signing key is configured: this deployment only verifies tokens issued elsewhere (`signing_disabled`)")))]
 pub(super) async fn mint(
     State(state): State<AppState>,
     _: Admin,

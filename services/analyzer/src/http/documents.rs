@@ -63,10 +63,21 @@ pub(super) async fn ingest(
 ) -> Result<(StatusCode, [(HeaderName, String); 1], Json<IngestResponse>), ApiError> {
     let valid = if upload::is_multipart(request.headers()) {
         let (parts, body) = request.into_parts();
-        let received = upload::receive(&parts.headers, body, state.extractor.config()).await?;
+        let received = upload::receive(&parts.headers, body, &state.extractor).await?;
         ValidIngest::from_upload(received, &state.extractor, &state.config.limits).await?
     } else {
-        let ApiJson(body) = ApiJson::<IngestRequest>::from_request(request, &state).await?;
+        let ApiJson(body) = ApiJson::<IngestRequest>::from_request(request, &state)
+            .await
+            .map_err(|e| match e {
+                ApiError::BadRequest { status, code, .. } if status == StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                    ApiError::BadRequest {
+                        status,
+                        code,
+                        detail: "expected `Content-Type: application/json` (documents as text) or `multipart/form-data` (files)".into(),
+                    }
+                }
+                e => e,
+            })?;
         ValidIngest::parse(body, &state.config.limits)?
     };
     let ingestor = Ingestor {

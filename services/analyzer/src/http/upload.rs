@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt as _;
 use super::error::ApiError;
 use crate::documents::files::{FileOptions, ReceivedFile, Upload};
 use crate::error::{ServiceError, Violations};
-use crate::uploads::UploadConfig;
+use crate::uploads::{Extractor, UploadConfig};
 
 /// `POST /v1/documents` as `multipart/form-data` (described for the
 /// OpenAPI document; the parts are read by [`receive`]).
@@ -44,8 +44,9 @@ pub(super) fn is_multipart(headers: &HeaderMap) -> bool {
 pub(super) async fn receive(
     headers: &HeaderMap,
     body: Body,
-    config: &UploadConfig,
+    extractor: &Extractor,
 ) -> Result<Upload, ApiError> {
+    let config = extractor.config();
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -62,7 +63,7 @@ pub(super) async fn receive(
     );
     let mut multipart =
         multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
-    let received = read_parts(&mut multipart, config).await;
+    let received = read_parts(&mut multipart, extractor).await;
     if received.is_err() {
         // Read what is left, so that the client gets the answer instead
         // of a reset connection; bounded by the request's own limit.
@@ -78,8 +79,9 @@ pub(super) async fn receive(
 
 async fn read_parts(
     multipart: &mut multer::Multipart<'static>,
-    config: &UploadConfig,
+    extractor: &Extractor,
 ) -> Result<Upload, ApiError> {
+    let config = extractor.config();
     let mut upload = Upload::default();
     let mut unknown = Violations::default();
     while let Some(field) = multipart
@@ -89,7 +91,7 @@ async fn read_parts(
     {
         match field.name().unwrap_or_default() {
             "file" => {
-                let file = receive_file(field, upload.files.len()).await;
+                let file = receive_file(field, upload.files.len(), extractor).await;
                 upload
                     .files
                     .push(file.map_err(|e| part_error(e, &upload, config))?);
@@ -141,15 +143,15 @@ async fn read_parts(
 async fn receive_file(
     mut field: multer::Field<'static>,
     index: usize,
+    extractor: &Extractor,
 ) -> Result<ReceivedFile, multer::Error> {
     let name = field
         .file_name()
         .map(file_name)
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| format!("file-{}", index + 1));
-    let temp = tempfile::Builder::new()
-        .prefix("analyzer-upload-")
-        .tempfile()
+    let temp = extractor
+        .temp_file("upload-")
         .map_err(|e| multer::Error::StreamReadFailed(Box::new(e)))?;
     let (file, path) = temp.into_parts();
     let mut file = tokio::fs::File::from_std(file);
