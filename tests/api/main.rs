@@ -14,6 +14,7 @@ mod fuzz;
 mod infra;
 mod isolation;
 mod journey;
+mod keys;
 mod layout;
 mod ledger;
 mod lifecycle;

@@ -31,6 +31,8 @@ pub mod tenants;
 pub mod usage;
 // The service's error.
 pub mod error;
+// Tenants' API keys: made, listed, revoked.
+pub mod api_keys;
 // What a request does: ingest, read and delete; retrieval.
 pub mod documents;
 // Retrieval, with the query cache.

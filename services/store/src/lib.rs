@@ -14,6 +14,7 @@ use analyzer_domain::tenants::{InvalidValue, TenantId};
 use secrecy::SecretString;
 use sqlx::AnyPool;
 
+mod api_keys;
 mod cleanups;
 mod collections;
 mod contexts;
@@ -24,6 +25,7 @@ mod metadata;
 mod pools;
 mod tenants;
 mod usage;
+pub use api_keys::ApiKey;
 pub use cleanups::{DueCleanup, SettledMark, VectorRevision};
 pub use collections::{CollectionStats, DEFAULT_COLLECTION};
 pub use contexts::SearchContext;

@@ -19,6 +19,7 @@ use crate::config::{Config, Environment, JwtConfig};
 use analyzer_domain::tenants::{Tenant, TenantId, TenantStatus};
 use analyzer_store::{Db, StoreError};
 
+pub mod api_keys;
 mod dev_key;
 mod jwks;
 mod keys;
@@ -112,6 +113,7 @@ pub struct Authenticator {
     audience: Option<String>,
     leeway: Duration,
     tenants: TenantCache,
+    api_keys: api_keys::KeyCache,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -181,6 +183,7 @@ impl Authenticator {
             audience: jwt.audience.clone(),
             leeway: jwt.leeway,
             tenants: TenantCache::new(config.tenant_cache_ttl),
+            api_keys: api_keys::KeyCache::new(config.tenant_cache_ttl),
         })
     }
 
@@ -299,6 +302,10 @@ impl Authenticator {
 
     /// Verify a token and resolve who it speaks for.
     pub async fn authenticate(&self, db: &Db, token: &str) -> Result<Principal, AuthError> {
+        if let Some((id, secret)) = api_keys::parse(token) {
+            let tenant_id = self.api_keys.verify(db, id, secret).await?;
+            return self.tenant_principal(db, &tenant_id).await;
+        }
         let claims = self.verify(token).await?;
         if claims.scope.as_deref() == Some("admin") && claims.tenant_id.is_none() {
             return Ok(Principal::Admin);
@@ -311,11 +318,21 @@ impl Authenticator {
             ))?
             .parse()
             .map_err(|_| AuthError::Invalid("token tenant_id is not a tenant id"))?;
-        let tenant = self.tenants.resolve(db, &tenant_id).await?;
+        self.tenant_principal(db, &tenant_id).await
+    }
+
+    /// The principal of an active tenant.
+    async fn tenant_principal(&self, db: &Db, id: &TenantId) -> Result<Principal, AuthError> {
+        let tenant = self.tenants.resolve(db, id).await?;
         if tenant.status == TenantStatus::Suspended {
             return Err(AuthError::Suspended);
         }
         Ok(Principal::Tenant(tenant))
+    }
+
+    /// Forget a cached API key (after revoking it in this process).
+    pub fn forget_api_key(&self, id: &str) {
+        self.api_keys.forget(id);
     }
 
     /// Forget a cached tenant (after an admin change in this process).

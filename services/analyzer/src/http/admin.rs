@@ -106,7 +106,7 @@ pub struct TokenResponse {
 /// Longest token lifetime the API mints.
 pub const MAX_TTL_SECONDS: i64 = 365 * 24 * 3600;
 
-fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
+pub(super) fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
     raw.parse()
         .map_err(|_| ServiceError::NotFound("tenant not found".into()).into())
 }

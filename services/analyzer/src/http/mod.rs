@@ -9,6 +9,7 @@ mod documents;
 pub mod error;
 mod extract;
 mod health;
+mod keys;
 mod limited;
 mod me;
 mod openapi;
@@ -126,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         .merge(usage::router())
         .merge(me::router())
         .merge(admin::router())
+        .merge(keys::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
 
     let public = Router::new()

@@ -39,6 +39,9 @@ use super::AppState;
         super::admin::read,
         super::admin::update,
         super::admin::mint,
+        super::keys::create,
+        super::keys::list,
+        super::keys::revoke,
         super::admin::usage_report,
     ),
     components(schemas(

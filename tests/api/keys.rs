@@ -1,0 +1,167 @@
+//! Tenants' API keys: a key works wherever a tenant token does, is listed
+//! without its secret, and once revoked or expired is refused by every
+//! task of the fleet within the cache's lifetime.
+
+use std::time::{Duration, Instant};
+
+use analyzer_tests::{
+    Options, PgDatabase, TestServer, admin_token, now, on_both_databases, split, start,
+};
+use serde_json::{Value, json};
+
+/// Trust a cached key for 300 ms, so that a revocation shows quickly.
+fn short_cache() -> Options {
+    Options {
+        env: vec![("ANALYZER_TENANT_CACHE_MS".into(), "300".into())],
+        ..Options::default()
+    }
+}
+
+async fn create_key(s: &TestServer, tenant: &str, body: &Value) -> (u16, Value) {
+    s.post(
+        &format!("/v1/admin/tenants/{tenant}/keys"),
+        &admin_token(),
+        body,
+    )
+    .await
+}
+
+fn rfc3339_in(seconds: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(now() + seconds))
+        .to_string()
+}
+
+on_both_databases! {
+    async fn an_api_key_speaks_for_its_tenant_until_revoked_and_its_secret_is_never_shown_again(db: Db) {
+        let Some(env) = start(db, short_cache()).await else { return };
+        let s = &env.server;
+        let (a, _) = s.tenant("Key Owner", "premium").await;
+        let (b, _) = s.tenant("Other", "standard").await;
+
+        let (status, created) = create_key(s, &a, &json!({"name": "nightly batch"})).await;
+        assert_eq!(status, 201, "{created}");
+        let key = created["key"].as_str().expect("key").to_owned();
+        let key_id = created["id"].as_str().expect("id").to_owned();
+        assert!(key.starts_with("ak_") && key.len() > 60, "{key}");
+        assert_eq!(created["prefix"], format!("ak_{key_id}"));
+
+        // Wherever a tenant token goes: the same tenant, tier and limits.
+        let (status, me) = s.get("/v1/me", &key).await;
+        assert_eq!(status, 200, "{me}");
+        assert_eq!((me["tenant_id"].as_str(), me["tier"].as_str()), (Some(a.as_str()), Some("premium")));
+        let (status, body) = s.post("/v1/documents", &key, &json!({"documents": [{"id": "k", "text": "Ingested with an API key."}]})).await;
+        assert_eq!(status, 201, "{body}");
+        let r = s.request(reqwest::Method::GET, "/v1/usage", &key).send().await.expect("usage");
+        assert_eq!(r.headers().get("ratelimit-limit").and_then(|v| v.to_str().ok()), Some("500"));
+
+        // Listed without its secret, with its last use.
+        let secret = key.rsplit_once('_').map(|(_, s)| s.to_owned()).expect("a secret");
+        let r = s.request(reqwest::Method::GET, &format!("/v1/admin/tenants/{a}/keys"), &admin_token()).send().await.expect("list");
+        let text = r.text().await.expect("body");
+        assert!(!text.contains(&secret), "a listing shows the secret: {text}");
+        let list: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(list["keys"][0]["id"], key_id.as_str());
+        assert_eq!(list["keys"][0]["name"], "nightly batch");
+        assert!(list["keys"][0]["last_used_at"].is_string(), "{list}");
+        assert!(list["keys"][0].get("key").is_none(), "{list}");
+
+        // A wrong secret, another tenant's path, unknown keys.
+        let wrong = format!("ak_{key_id}_{}", "A".repeat(43));
+        let (status, problem) = s.get("/v1/me", &wrong).await;
+        assert_eq!((status, problem["code"].as_str()), (401, Some("token_invalid")), "{problem}");
+        let (status, _) = s.delete(&format!("/v1/admin/tenants/{b}/keys/{key_id}"), &admin_token()).await;
+        assert_eq!(status, 404, "a key revoked through another tenant's path");
+        let (status, _) = s.delete(&format!("/v1/admin/tenants/{a}/keys/0000000000000000"), &admin_token()).await;
+        assert_eq!(status, 404);
+        let (status, _) = s.delete(&format!("/v1/admin/tenants/{a}/keys/{key_id}"), &key).await;
+        assert_eq!(status, 403, "a key is a tenant's credential, not an admin's");
+        let (status, _) = s.get("/v1/me", &key).await;
+        assert_eq!(status, 200, "the refused attempts changed nothing");
+
+        // Revoked: refused at once here; revoking again is harmless.
+        let (status, _) = s.delete(&format!("/v1/admin/tenants/{a}/keys/{key_id}"), &admin_token()).await;
+        assert_eq!(status, 204);
+        let (status, problem) = s.get("/v1/me", &key).await;
+        assert_eq!((status, problem["code"].as_str()), (401, Some("token_invalid")), "{problem}");
+        assert!(problem["detail"].as_str().expect("detail").contains("revoked"), "{problem}");
+        let (status, _) = s.delete(&format!("/v1/admin/tenants/{a}/keys/{key_id}"), &admin_token()).await;
+        assert_eq!(status, 204);
+        let (_, list) = s.get(&format!("/v1/admin/tenants/{a}/keys"), &admin_token()).await;
+        assert!(list["keys"][0]["revoked_at"].is_string(), "{list}");
+
+        // Expiry.
+        let (status, created) = create_key(s, &a, &json!({"name": "short", "expires_at": rfc3339_in(2)})).await;
+        assert_eq!(status, 201, "{created}");
+        let short = created["key"].as_str().expect("key").to_owned();
+        let (status, _) = s.get("/v1/me", &short).await;
+        assert_eq!(status, 200);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let (status, problem) = s.get("/v1/me", &short).await;
+        assert_eq!((status, problem["code"].as_str()), (401, Some("token_expired")), "{problem}");
+
+        // Bad input: every field named; an unknown tenant.
+        let (status, problem) = create_key(s, &a, &json!({"name": " ", "expires_at": "2001-01-01T00:00:00Z"})).await;
+        assert_eq!(status, 400, "{problem}");
+        let fields: Vec<&str> = problem["errors"].as_array().expect("errors").iter().map(|e| e["field"].as_str().expect("field")).collect();
+        assert_eq!(fields, ["name", "expires_at"], "{problem}");
+        let (status, _) = create_key(s, "4eb470f8-7230-4797-8e00-c8e16e863d27", &json!({"name": "x"})).await;
+        assert_eq!(status, 404);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_through_one_task_is_refused_by_another_within_the_cache_lifetime() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let dirs = [
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    ];
+    let mut servers = Vec::new();
+    for dir in &dirs {
+        let server = TestServer::start(dir.path(), Some(&pg.url), short_cache())
+            .await
+            .expect("server starts");
+        servers.push(server);
+    }
+    let (one, two) = (&servers[0], &servers[1]);
+    let (tenant, _) = one.tenant("Fleet", "premium").await;
+    let (status, created) = create_key(one, &tenant, &json!({"name": "fleet"})).await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().expect("key");
+    let id = created["id"].as_str().expect("id");
+    let (status, _) = two.get("/v1/me", key).await;
+    assert_eq!(status, 200, "the other task takes the key");
+
+    let (status, _) = one
+        .delete(
+            &format!("/v1/admin/tenants/{tenant}/keys/{id}"),
+            &admin_token(),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let revoked = Instant::now();
+    loop {
+        let r = two
+            .request(reqwest::Method::GET, "/v1/me", key)
+            .send()
+            .await
+            .expect("me");
+        let (status, _) = split(r).await;
+        if status == 401 {
+            break;
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(3),
+            "the other task still takes the revoked key after {:?}",
+            revoked.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        revoked.elapsed() < Duration::from_secs(1),
+        "refused after {:?}",
+        revoked.elapsed()
+    );
+}
