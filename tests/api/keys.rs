@@ -1,6 +1,7 @@
-//! Tenants' API keys: a key works wherever a tenant token does, is listed
-//! without its secret, and once revoked or expired is refused by every
-//! task of the fleet within the cache's lifetime.
+//! Operators' controls over tenants' credentials: API keys (a key works
+//! wherever a tenant token does, is listed without its secret, and once
+//! revoked or expired is refused by every task of the fleet within the
+//! cache's lifetime), and signing a tenant out everywhere.
 
 use std::time::{Duration, Instant};
 
@@ -164,4 +165,84 @@ async fn a_key_revoked_through_one_task_is_refused_by_another_within_the_cache_l
         "refused after {:?}",
         revoked.elapsed()
     );
+}
+
+async fn mint(s: &TestServer, tenant: &str) -> String {
+    let (status, minted) = s
+        .post(
+            &format!("/v1/admin/tenants/{tenant}/tokens"),
+            &admin_token(),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{minted}");
+    minted["token"].as_str().expect("token").to_owned()
+}
+
+on_both_databases! {
+    async fn signing_a_tenant_out_refuses_its_earlier_tokens_and_accepts_later_ones(db: Db) {
+        let Some(env) = start(db, short_cache()).await else { return };
+        let s = &env.server;
+        let (a, first) = s.tenant("Leaky", "standard").await;
+        let (b, other) = s.tenant("Bystander", "standard").await;
+        let second = mint(s, &a).await;
+        let (status, created) = create_key(s, &a, &json!({"name": "job"})).await;
+        assert_eq!(status, 201, "{created}");
+        let key = created["key"].as_str().expect("key").to_owned();
+        for token in [&first, &second, &key, &other] {
+            let (status, _) = s.get("/v1/me", token).await;
+            assert_eq!(status, 200);
+        }
+
+        let (status, revoked) = s
+            .post(&format!("/v1/admin/tenants/{a}/tokens/revoke"), &admin_token(), &json!({}))
+            .await;
+        assert_eq!(status, 200, "{revoked}");
+        assert!(revoked["tokens_valid_after"].is_string(), "{revoked}");
+        for token in [&first, &second] {
+            let (status, problem) = s.get("/v1/me", token).await;
+            assert_eq!((status, problem["code"].as_str()), (401, Some("token_invalid")), "{problem}");
+            assert!(problem["detail"].as_str().expect("detail").contains("revoked"), "{problem}");
+        }
+        // Minted right after, in the same second: accepted.
+        let fresh = mint(s, &a).await;
+        let (status, me) = s.get("/v1/me", &fresh).await;
+        assert_eq!(status, 200, "{me}");
+        // Keys are revoked one by one; another tenant is untouched.
+        let (status, _) = s.get("/v1/me", &key).await;
+        assert_eq!(status, 200);
+        let (status, me) = s.get("/v1/me", &other).await;
+        assert_eq!((status, me["tenant_id"].as_str()), (200, Some(b.as_str())));
+
+        let (status, _) = s
+            .post("/v1/admin/tenants/4eb470f8-7230-4797-8e00-c8e16e863d27/tokens/revoke", &admin_token(), &json!({}))
+            .await;
+        assert_eq!(status, 404);
+        let (status, _) = s
+            .post(&format!("/v1/admin/tenants/{a}/tokens/revoke"), &fresh, &json!({}))
+            .await;
+        assert_eq!(status, 403, "a tenant's token cannot sign out anyone");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minted_tokens_carry_their_issue_time_and_an_id_of_their_own() {
+    let env = start(analyzer_tests::Db::Sqlite, Options::default())
+        .await
+        .expect("start");
+    let s = &env.server;
+    let (tenant, _) = s.tenant("Claims", "standard").await;
+    let (one, two) = (mint(s, &tenant).await, mint(s, &tenant).await);
+    let claims = |token: &str| -> Value {
+        use base64::Engine as _;
+        let payload = token.split('.').nth(1).expect("a JWT");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url");
+        serde_json::from_slice(&bytes).expect("JSON claims")
+    };
+    let (a, b) = (claims(&one), claims(&two));
+    assert!(a["iat"].as_u64().is_some_and(|iat| iat + 5 >= now()), "{a}");
+    assert!(a["jti"].is_string() && b["jti"].is_string(), "{a} {b}");
+    assert_ne!(a["jti"], b["jti"]);
 }

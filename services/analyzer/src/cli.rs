@@ -401,21 +401,16 @@ async fn mint(config: Config, args: MintArgs) -> anyhow::Result<()> {
             let db = connect_store(&config).await?;
             let found = tenants::get(&db, &id).await;
             db.close().await;
-            Some(
-                found
-                    .with_context(|| format!("--tenant: no tenant {id}"))?
-                    .id,
-            )
+            Some(found.with_context(|| format!("--tenant: no tenant {id}"))?)
         }
         None => None,
     };
-    let token = auth
-        .mint(
-            tenant.as_ref(),
-            args.who.admin,
-            Duration::from_secs(args.ttl),
-        )
-        .context("signing the token")?;
+    let ttl = Duration::from_secs(args.ttl);
+    let token = match &tenant {
+        Some(tenant) => auth.mint_for(tenant, ttl),
+        None => auth.mint(None, args.who.admin, ttl),
+    }
+    .context("signing the token")?;
     println!("{token}");
     Ok(())
 }

@@ -130,6 +130,10 @@ pub struct Tenant {
     pub status: TenantStatus,
     /// Creation time, RFC 3339.
     pub created_at: String,
+    /// Its tokens issued (`iat`) before this time, Unix seconds, are
+    /// refused: when it was last signed out everywhere (0: never).
+    #[serde(skip)]
+    pub tokens_valid_after: u64,
 }
 
 /// A validated tenant name: 1 to 200 characters, no control characters.

@@ -43,13 +43,36 @@ impl Db {
             tier,
             status: TenantStatus::Active,
             created_at: rfc3339(now),
+            tokens_valid_after: 0,
         })
+    }
+
+    /// Sign a tenant out everywhere: its tokens issued before `at` (Unix
+    /// seconds) are refused from now on (a later revocation only moves the
+    /// time forward). `false` if there is no such tenant.
+    pub async fn revoke_tokens(&self, id: &TenantId, at: u64) -> Result<bool, StoreError> {
+        let at = i64::try_from(at).unwrap_or(i64::MAX);
+        let _quota = self.quota().await;
+        self.guarded(async {
+            let (_turn, mut tx) = self.begin_write().await?;
+            let found = sqlx::query(
+                "UPDATE tenants SET tokens_valid_after = \
+                 CASE WHEN tokens_valid_after > $2 THEN tokens_valid_after ELSE $2 END WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(found.rows_affected() == 1)
+        })
+        .await
     }
 
     /// Read one tenant.
     pub async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
         self.guarded(async {
-            sqlx::query("SELECT id, name, tier, status, created_at FROM tenants WHERE id = $1")
+            sqlx::query("SELECT id, name, tier, status, created_at, tokens_valid_after FROM tenants WHERE id = $1")
                 .bind(id.as_str())
                 .fetch_optional(self.pool())
                 .await?
@@ -63,7 +86,7 @@ impl Db {
     pub async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
         self.guarded(async {
             sqlx::query(
-                "SELECT id, name, tier, status, created_at FROM tenants ORDER BY created_at, id",
+                "SELECT id, name, tier, status, created_at, tokens_valid_after FROM tenants ORDER BY created_at, id",
             )
             .fetch_all(self.pool())
             .await?
@@ -115,5 +138,7 @@ pub(crate) fn tenant_from_row(row: &AnyRow) -> Result<Tenant, StoreError> {
             .parse()
             .map_err(|e: analyzer_domain::tenants::InvalidValue| StoreError::Corrupt(e.0))?,
         created_at: rfc3339(row.try_get("created_at")?),
+        tokens_valid_after: u64::try_from(row.try_get::<i64, _>("tokens_valid_after")?)
+            .unwrap_or(0),
     })
 }

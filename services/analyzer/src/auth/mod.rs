@@ -97,6 +97,9 @@ pub struct Claims {
     /// Subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
+    /// The token's own id (minted tokens carry one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
     /// Issuer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
@@ -215,11 +218,29 @@ impl Authenticator {
     /// Mint an HS256 token with the given claims (`iss`/`aud` filled from
     /// configuration).
     pub fn mint(&self, tenant: Option<&TenantId>, admin: bool, ttl: Duration) -> Option<String> {
+        self.mint_issued(tenant, admin, ttl, 0)
+    }
+
+    /// Mint a tenant's token: issued no earlier than the tenant was last
+    /// signed out everywhere, so that a token minted in the same second
+    /// after that is accepted.
+    pub fn mint_for(&self, tenant: &Tenant, ttl: Duration) -> Option<String> {
+        self.mint_issued(Some(&tenant.id), false, ttl, tenant.tokens_valid_after)
+    }
+
+    fn mint_issued(
+        &self,
+        tenant: Option<&TenantId>,
+        admin: bool,
+        ttl: Duration,
+        issued_no_earlier: u64,
+    ) -> Option<String> {
         let secret = self.keys.read().ok()?.signing.clone()?;
-        let now = jsonwebtoken::get_current_timestamp();
+        let now = jsonwebtoken::get_current_timestamp().max(issued_no_earlier);
         let claims = Claims {
             exp: Some(now + ttl.as_secs()),
             iat: Some(now),
+            jti: Some(uuid::Uuid::new_v4().to_string()),
             nbf: None,
             tenant_id: tenant.map(|t| t.as_str().to_owned()),
             scope: admin.then(|| "admin".to_owned()),
@@ -318,7 +339,15 @@ impl Authenticator {
             ))?
             .parse()
             .map_err(|_| AuthError::Invalid("token tenant_id is not a tenant id"))?;
-        self.tenant_principal(db, &tenant_id).await
+        let principal = self.tenant_principal(db, &tenant_id).await?;
+        if let Principal::Tenant(tenant) = &principal
+            && claims.iat.unwrap_or(0) < tenant.tokens_valid_after
+        {
+            return Err(AuthError::Invalid(
+                "token revoked: the tenant was signed out after it was issued",
+            ));
+        }
+        Ok(principal)
     }
 
     /// The principal of an active tenant.

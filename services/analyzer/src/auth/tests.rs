@@ -237,6 +237,7 @@ async fn while_the_database_is_unreachable_the_last_record_read_stands_in() {
         tier: analyzer_domain::tenants::Tier::Premium,
         status: TenantStatus::Active,
         created_at: "2026-12-02T00:00:00Z".into(),
+        tokens_valid_after: 0,
     };
     let read = known.clone();
     cache
@@ -288,6 +289,7 @@ async fn requests_that_miss_at_once_share_one_store_read() {
                     tier: analyzer_domain::tenants::Tier::Standard,
                     status: TenantStatus::Active,
                     created_at: "2026-12-02T00:00:00Z".into(),
+                    tokens_valid_after: 0,
                 }))
             }
             .boxed()

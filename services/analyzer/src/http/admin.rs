@@ -23,6 +23,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/admin/tenants", post(create).get(list))
         .route("/v1/admin/tenants/{id}", get(read).patch(update))
         .route("/v1/admin/tenants/{id}/tokens", post(mint))
+        .route("/v1/admin/tenants/{id}/tokens/revoke", post(revoke_tokens))
         .route("/v1/admin/usage", get(usage_report))
 }
 
@@ -223,7 +224,7 @@ pub(super) async fn mint(
     }
     let tenant = tenants::get(&state.db, &id).await?;
     let ttl = Duration::from_secs(ttl.unsigned_abs());
-    let token = state.auth.mint(Some(&tenant.id), false, ttl).ok_or(ApiError::BadRequest {
+    let token = state.auth.mint_for(&tenant, ttl).ok_or(ApiError::BadRequest {
         status: StatusCode::CONFLICT,
         code: "signing_disabled",
         detail: "no signing secret is configured (JWT_SECRET); this deployment only verifies tokens issued elsewhere".into(),
@@ -231,5 +232,42 @@ pub(super) async fn mint(
     Ok(Json(TokenResponse {
         token,
         expires_in: ttl.as_secs(),
+    }))
+}
+
+/// `POST /v1/admin/tenants/{id}/tokens/revoke` response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokensRevoked {
+    /// Tokens of the tenant issued before this time (RFC 3339) are refused.
+    pub tokens_valid_after: String,
+}
+
+/// Sign a tenant out everywhere: every token of the tenant issued until
+/// now is refused, at once by this task and by every task within
+/// `ANALYZER_TENANT_CACHE_MS`; tokens minted from now on work. API keys
+/// are revoked one by one instead.
+#[utoipa::path(post, path = "/v1/admin/tenants/{id}/tokens/revoke", operation_id = "admin_tokens_revoke", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Tenant id")),
+    responses(
+        (status = 200, description = "Signed out", body = TokensRevoked),
+        (status = 404, description = "No such tenant")))]
+pub(super) async fn revoke_tokens(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<TokensRevoked>, ApiError> {
+    let id = tenant_id(&id)?;
+    // Whole seconds, as `iat` is: a token issued in this second is
+    // refused too, and one minted after is issued in the next.
+    let after = jsonwebtoken::get_current_timestamp() + 1;
+    if !state.db.revoke_tokens(&id, after).await? {
+        return Err(ServiceError::NotFound("tenant not found".into()).into());
+    }
+    state.auth.invalidate_tenant(&id);
+    tracing::info!(tenant_id = %id, "tenant signed out everywhere");
+    Ok(Json(TokensRevoked {
+        tokens_valid_after: analyzer_store::rfc3339(
+            i64::try_from(after).unwrap_or(i64::MAX) * 1000,
+        ),
     }))
 }

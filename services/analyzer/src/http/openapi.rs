@@ -39,6 +39,7 @@ use super::AppState;
         super::admin::read,
         super::admin::update,
         super::admin::mint,
+        super::admin::revoke_tokens,
         super::keys::create,
         super::keys::list,
         super::keys::revoke,
