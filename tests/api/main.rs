@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod collections;
 mod contract;
+mod export;
 mod faults;
 mod frontend;
 mod fuzz;

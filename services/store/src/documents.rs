@@ -188,6 +188,38 @@ impl Db {
         .await
     }
 
+    /// Up to `limit` of the tenant's documents, text included, oldest
+    /// first (by creation time, then id), after `after`: the pages of an
+    /// export.
+    pub async fn documents_oldest_first(
+        &self,
+        tenant: &TenantId,
+        after: Option<&ListPosition>,
+        limit: u32,
+    ) -> Result<Vec<StoredDocument>, StoreError> {
+        let _quota = self.quota().await;
+        self.guarded(async {
+            let (created_at, id) = after.map_or((i64::MIN, ""), |p| (p.created_at, p.id.as_str()));
+            sqlx::query(
+                "SELECT id, collection, revision, text, metadata, chunk_count, byte_size, \
+                 vector_bytes, created_at, updated_at, file_name, media_type, file_bytes, pages \
+                 FROM documents WHERE tenant_id = $1 \
+                 AND (created_at > $2 OR (created_at = $2 AND id > $3)) \
+                 ORDER BY created_at, id LIMIT $4",
+            )
+            .bind(tenant.as_str())
+            .bind(created_at)
+            .bind(id)
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(document_from_row)
+            .collect()
+        })
+        .await
+    }
+
     /// Up to `limit` documents of every tenant, ordered by tenant and id,
     /// after the `(tenant, id)` given: the pages the vector store's
     /// reconciliation walks.

@@ -9,11 +9,13 @@
 //! (store/cleanups.rs) removes whatever vectors a crash leaves behind.
 
 pub mod collections;
+mod export;
 pub mod files;
 mod listing;
 #[cfg(feature = "edge")]
 mod reconcile;
 mod requests;
+pub use export::export;
 pub use listing::{DEFAULT_PAGE, DocumentPage, ListQuery, Listing, MAX_PAGE, list};
 #[cfg(feature = "edge")]
 pub use reconcile::{Reconciled, reconcile};

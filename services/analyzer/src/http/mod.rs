@@ -7,6 +7,7 @@ mod analyze;
 mod collections;
 mod documents;
 pub mod error;
+mod export;
 mod extract;
 mod health;
 mod keys;
@@ -128,6 +129,7 @@ pub fn router(state: AppState) -> Router {
         .merge(me::router())
         .merge(admin::router())
         .merge(keys::router())
+        .merge(export::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
 
     let public = Router::new()

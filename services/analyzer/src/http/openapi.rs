@@ -40,6 +40,8 @@ use super::AppState;
         super::admin::update,
         super::admin::mint,
         super::admin::revoke_tokens,
+        super::export::own,
+        super::export::admin,
         super::keys::create,
         super::keys::list,
         super::keys::revoke,
