@@ -1,7 +1,8 @@
 //! Operators' controls over tenants' credentials: API keys (a key works
 //! wherever a tenant token does, is listed without its secret, and once
 //! revoked or expired is refused by every task of the fleet within the
-//! cache's lifetime), and signing a tenant out everywhere.
+//! cache's lifetime), signing a tenant out everywhere, and the audit log
+//! of it all.
 
 use std::time::{Duration, Instant};
 
@@ -56,7 +57,7 @@ on_both_databases! {
         assert_eq!(r.headers().get("ratelimit-limit").and_then(|v| v.to_str().ok()), Some("500"));
 
         // Listed without its secret, with its last use.
-        let secret = key.rsplit_once('_').map(|(_, s)| s.to_owned()).expect("a secret");
+        let secret = key.splitn(3, '_').nth(2).expect("a secret").to_owned();
         let r = s.request(reqwest::Method::GET, &format!("/v1/admin/tenants/{a}/keys"), &admin_token()).send().await.expect("list");
         let text = r.text().await.expect("body");
         assert!(!text.contains(&secret), "a listing shows the secret: {text}");
@@ -245,4 +246,165 @@ async fn minted_tokens_carry_their_issue_time_and_an_id_of_their_own() {
     assert!(a["iat"].as_u64().is_some_and(|iat| iat + 5 >= now()), "{a}");
     assert!(a["jti"].is_string() && b["jti"].is_string(), "{a} {b}");
     assert_ne!(a["jti"], b["jti"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_has_each_admin_action_with_its_actor_and_no_secret() {
+    let env = start(analyzer_tests::Db::Sqlite, Options::default())
+        .await
+        .expect("start");
+    let s = &env.server;
+    let operator =
+        analyzer_tests::sign(&json!({"scope": "admin", "sub": "ops:alice", "exp": now() + 600}));
+    let (status, tenant) = s
+        .post(
+            "/v1/admin/tenants",
+            &operator,
+            &json!({"name": "Audited", "tier": "standard"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{tenant}");
+    let id = tenant["id"].as_str().expect("id").to_owned();
+    let (_, minted) = s
+        .post(
+            &format!("/v1/admin/tenants/{id}/tokens"),
+            &operator,
+            &json!({}),
+        )
+        .await;
+    let token = minted["token"].as_str().expect("token").to_owned();
+    let (_, created) = create_key(s, &id, &json!({"name": "ci"})).await;
+    let key = created["key"].as_str().expect("key").to_owned();
+    let key_id = created["id"].as_str().expect("id").to_owned();
+    let r = s
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/v1/admin/tenants/{id}"),
+            &operator,
+        )
+        .json(&json!({"status": "suspended"}))
+        .send()
+        .await
+        .expect("suspend");
+    assert_eq!(r.status().as_u16(), 200);
+    let (status, _) = s
+        .delete(&format!("/v1/admin/tenants/{id}/keys/{key_id}"), &operator)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = s
+        .delete(
+            &format!("/v1/admin/tenants/{id}/keys/0000000000000000"),
+            &operator,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = s
+        .post(
+            &format!("/v1/admin/tenants/{id}/tokens/revoke"),
+            &operator,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let r = s
+        .request(
+            reqwest::Method::GET,
+            &format!("/v1/admin/tenants/{id}/export"),
+            &operator,
+        )
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(r.status().as_u16(), 200);
+    let _ = r.text().await;
+
+    let r = s
+        .request(
+            reqwest::Method::GET,
+            &format!("/v1/admin/audit?tenant={id}"),
+            &operator,
+        )
+        .send()
+        .await
+        .expect("audit");
+    assert_eq!(r.status().as_u16(), 200);
+    let text = r.text().await.expect("body");
+    let secret = key.splitn(3, '_').nth(2).expect("a secret").to_owned();
+    assert!(
+        !text.contains(&secret) && !text.contains(&token),
+        "a secret in the audit log: {text}"
+    );
+    let page: Value = serde_json::from_str(&text).expect("JSON");
+    let entries = page["entries"].as_array().expect("entries");
+    let actions: Vec<(&str, &str)> = entries
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["action"].as_str().expect("action"),
+                e["outcome"].as_str().expect("outcome"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("tenant.create", "ok"),
+            ("token.mint", "ok"),
+            ("key.create", "ok"),
+            ("tenant.suspend", "ok"),
+            ("key.revoke", "ok"),
+            ("key.revoke", "refused 404"),
+            ("tokens.revoke", "ok"),
+            ("tenant.export", "ok"),
+        ],
+        "{page}"
+    );
+    let created = entries.last().expect("the first entry");
+    assert_eq!(created["actor"], "ops:alice");
+    assert_eq!(created["tenant_id"], id.as_str());
+    assert!(
+        created["request_id"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{created}"
+    );
+    let revoked = entries
+        .iter()
+        .find(|e| e["action"] == "key.revoke" && e["outcome"] == "ok")
+        .expect("a revocation");
+    assert_eq!(revoked["target"], key_id.as_str());
+    let suspended = entries
+        .iter()
+        .find(|e| e["action"] == "tenant.suspend")
+        .expect("a suspension");
+    assert_eq!(suspended["detail"], "status: suspended");
+
+    // Paging and bad parameters.
+    let (status, first) = s
+        .get(&format!("/v1/admin/audit?tenant={id}&limit=3"), &operator)
+        .await;
+    assert_eq!(status, 200);
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let (_, second) = s
+        .get(
+            &format!("/v1/admin/audit?tenant={id}&limit=3&cursor={cursor}"),
+            &operator,
+        )
+        .await;
+    assert_eq!(second["entries"][0], entries[3], "{second}");
+    let (status, problem) = s
+        .get(
+            "/v1/admin/audit?tenant=nope&from=yesterday&limit=0",
+            &operator,
+        )
+        .await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(
+        problem["errors"].as_array().map(Vec::len),
+        Some(3),
+        "{problem}"
+    );
+    let (status, _) = s.get("/v1/admin/audit", &key).await;
+    assert_eq!(status, 401, "a revoked key");
 }

@@ -15,6 +15,7 @@ use secrecy::SecretString;
 use sqlx::AnyPool;
 
 mod api_keys;
+mod audit;
 mod cleanups;
 mod collections;
 mod contexts;
@@ -26,6 +27,7 @@ mod pools;
 mod tenants;
 mod usage;
 pub use api_keys::ApiKey;
+pub use audit::{AuditEntry, AuditFilter};
 pub use cleanups::{DueCleanup, SettledMark, VectorRevision};
 pub use collections::{CollectionStats, DEFAULT_COLLECTION};
 pub use contexts::SearchContext;

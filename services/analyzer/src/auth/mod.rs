@@ -35,8 +35,12 @@ use tenant_cache::TenantCache;
 pub enum Principal {
     /// A tenant, with its record as currently stored.
     Tenant(Tenant),
-    /// An operator with `scope: admin`.
-    Admin,
+    /// An operator with `scope: admin`, by the token's subject (`sub`;
+    /// `admin` when it has none): the actor of the audit log.
+    Admin {
+        /// Who.
+        subject: String,
+    },
 }
 
 /// Why a request was not authenticated or not allowed.
@@ -329,7 +333,13 @@ impl Authenticator {
         }
         let claims = self.verify(token).await?;
         if claims.scope.as_deref() == Some("admin") && claims.tenant_id.is_none() {
-            return Ok(Principal::Admin);
+            let subject = claims
+                .sub
+                .as_deref()
+                .map(|s| s.chars().filter(|c| !c.is_control()).take(200).collect())
+                .filter(|s: &String| !s.is_empty())
+                .unwrap_or_else(|| "admin".to_owned());
+            return Ok(Principal::Admin { subject });
         }
         let tenant_id: TenantId = claims
             .tenant_id

@@ -6,11 +6,12 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderName, StatusCode, header};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::audit::AuditNote;
 use super::error::ApiError;
 use super::extract::{Admin, ApiJson};
 use crate::error::{ServiceError, Violations};
@@ -179,7 +180,7 @@ pub(super) async fn update(
     _: Admin,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateTenant>,
-) -> Result<Json<Tenant>, ApiError> {
+) -> Result<(Extension<AuditNote>, Json<Tenant>), ApiError> {
     let id = tenant_id(&id)?;
     let mut found = Violations::default();
     let (given_tier, given_status) = (body.tier.is_some(), body.status.is_some());
@@ -196,7 +197,22 @@ pub(super) async fn update(
     let tenant = tenants::update(&state.db, &id, tier, status).await?;
     state.auth.invalidate_tenant(&id);
     tracing::info!(tenant_id = %id, tier = tenant.tier.as_str(), status = tenant.status.as_str(), "tenant updated");
-    Ok(Json(tenant))
+    let changed: Vec<String> = [
+        tier.map(|t| format!("tier: {}", t.as_str())),
+        status.map(|s| format!("status: {}", s.as_str())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let note = AuditNote {
+        action: match status {
+            Some(TenantStatus::Suspended) => Some("tenant.suspend"),
+            Some(TenantStatus::Active) if tier.is_none() => Some("tenant.reactivate"),
+            _ => None,
+        },
+        detail: Some(changed.join(", ")),
+    };
+    Ok((Extension(note), Json(tenant)))
 }
 
 /// Mint a token for a tenant.

@@ -102,7 +102,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentTenant {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         match parts.extensions.get::<Principal>() {
             Some(Principal::Tenant(t)) => Ok(Self(t.clone())),
-            Some(Principal::Admin) => Err(AuthError::Forbidden(
+            Some(Principal::Admin { .. }) => Err(AuthError::Forbidden(
                 "this endpoint needs a tenant token; admin tokens reach the admin API only",
             )
             .into()),
@@ -120,7 +120,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         match parts.extensions.get::<Principal>() {
-            Some(Principal::Admin) => Ok(Self),
+            Some(Principal::Admin { .. }) => Ok(Self),
             Some(Principal::Tenant(_)) => {
                 Err(AuthError::Forbidden("the admin scope is required").into())
             }

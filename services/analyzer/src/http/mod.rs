@@ -4,6 +4,7 @@
 
 mod admin;
 mod analyze;
+mod audit;
 mod collections;
 mod documents;
 pub mod error;
@@ -130,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(keys::router())
         .merge(export::router())
+        .merge(audit::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
 
     let public = Router::new()
@@ -471,6 +473,10 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         Ok(p) => p,
         Err(e) => return ApiError::from(e).into_response(),
     };
+    let admin = match &principal {
+        Principal::Admin { subject } => Some(subject.clone()),
+        Principal::Tenant(_) => None,
+    };
     let tenant = match &principal {
         Principal::Tenant(tenant) => {
             for span in [&tracing::Span::current(), &span] {
@@ -480,7 +486,7 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
             state.usage.add(&tenant.id, metrics::API_CALLS, 1);
             Some(tenant.clone())
         }
-        Principal::Admin => None,
+        Principal::Admin { .. } => None,
     };
     req.extensions_mut().insert(principal);
     let (mut response, tier) = match tenant {
@@ -488,7 +494,10 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
             limited::enforce(&state, &tenant, req, next).await,
             tenant.tier.as_str(),
         ),
-        None => (next.run(req).await, "admin"),
+        None => (
+            audit::audited(&state, admin.unwrap_or_default(), req, next).await,
+            "admin",
+        ),
     };
     response.extensions_mut().insert(TierLabel(tier));
     response

@@ -46,6 +46,7 @@ use super::AppState;
         super::keys::list,
         super::keys::revoke,
         super::admin::usage_report,
+        super::audit::read,
     ),
     components(schemas(
         super::error::Problem,
