@@ -104,7 +104,7 @@ on_both_databases! {
         // Bad input: every field named; an unknown tenant.
         let (status, problem) = create_key(s, &a, &json!({"name": " ", "expires_at": "2001-01-01T00:00:00Z"})).await;
         assert_eq!(status, 400, "{problem}");
-        let fields: Vec<&str> = problem["errors"].as_array().expect("errors").iter().map(|e| e["field"].as_str().expect("field")).collect();
+        let fields = analyzer_tests::problem_fields(&problem);
         assert_eq!(fields, ["name", "expires_at"], "{problem}");
         let (status, _) = create_key(s, "4eb470f8-7230-4797-8e00-c8e16e863d27", &json!({"name": "x"})).await;
         assert_eq!(status, 404);

@@ -114,8 +114,7 @@ on_both_databases! {
         assert_eq!(status, 404, "{problem}");
         let (status, problem) = patch(s, &a, "memo", &json!({"metadata": {"tags": ["a"], "bad key": 1}})).await;
         assert_eq!(status, 400, "{problem}");
-        let mut fields: Vec<&str> = problem["errors"].as_array().expect("errors").iter()
-            .map(|e| e["field"].as_str().expect("field")).collect();
+        let mut fields = analyzer_tests::problem_fields(&problem);
         fields.sort_unstable();
         assert_eq!(fields, ["metadata.bad key", "metadata.tags"], "{problem}");
         let (status, problem) = patch(s, &a, "memo", &json!({"metadata": [1]})).await;

@@ -579,6 +579,14 @@ pub fn sample_value(text: &str, sample: &str) -> Option<f64> {
     })
 }
 
+/// The `field` of each of a problem's `errors`, in order.
+pub fn problem_fields(problem: &Value) -> Vec<&str> {
+    problem["errors"]
+        .as_array()
+        .map(|errors| errors.iter().filter_map(|e| e["field"].as_str()).collect())
+        .unwrap_or_default()
+}
+
 /// Status and JSON body of a response.
 pub async fn split(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
