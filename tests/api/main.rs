@@ -21,6 +21,7 @@ mod ledger;
 mod lifecycle;
 mod limits;
 mod metadata;
+mod offboarding;
 mod openai;
 mod operations;
 mod qdrant;

@@ -107,7 +107,7 @@ pub async fn create(
         }
     });
     found.finish()?;
-    tenants::get(db, tenant).await?;
+    tenants::get_live(db, tenant).await?;
     let new = generate();
     let key = ApiKey {
         id: new.id,

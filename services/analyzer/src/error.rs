@@ -147,6 +147,10 @@ impl From<TenantError> for ServiceError {
     fn from(e: TenantError) -> Self {
         match e {
             TenantError::NotFound => ServiceError::NotFound("tenant not found".into()),
+            TenantError::Deleted => ServiceError::Conflict {
+                code: "tenant_deleted",
+                message: "the tenant was deleted".into(),
+            },
             TenantError::Store(e) => ServiceError::Store(e),
         }
     }

@@ -11,6 +11,9 @@ pub enum TenantError {
     /// No tenant with that id.
     #[error("tenant not found")]
     NotFound,
+    /// The tenant was deleted: it takes no new credential or change.
+    #[error("the tenant was deleted")]
+    Deleted,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -28,6 +31,16 @@ pub async fn get(db: &Db, id: &TenantId) -> Result<Tenant, TenantError> {
     db.tenant(id).await?.ok_or(TenantError::NotFound)
 }
 
+/// Read a tenant that was not deleted: one that may get credentials and
+/// changes.
+pub async fn get_live(db: &Db, id: &TenantId) -> Result<Tenant, TenantError> {
+    let tenant = get(db, id).await?;
+    if tenant.status == TenantStatus::Deleted {
+        return Err(TenantError::Deleted);
+    }
+    Ok(tenant)
+}
+
 /// List all tenants, oldest first.
 pub async fn list(db: &Db) -> Result<Vec<Tenant>, TenantError> {
     Ok(db.tenants().await?)
@@ -40,6 +53,7 @@ pub async fn update(
     tier: Option<Tier>,
     status: Option<TenantStatus>,
 ) -> Result<Tenant, TenantError> {
+    get_live(db, id).await?;
     db.update_tenant(id, tier, status)
         .await?
         .ok_or(TenantError::NotFound)

@@ -89,6 +89,9 @@ pub enum TenantStatus {
     Active,
     /// Every call is refused with 403; data is kept.
     Suspended,
+    /// Offboarded: its data is gone, its credentials are refused; the
+    /// record stays for its usage ledger. Set by deleting the tenant only.
+    Deleted,
 }
 
 impl TenantStatus {
@@ -97,6 +100,7 @@ impl TenantStatus {
         match self {
             TenantStatus::Active => "active",
             TenantStatus::Suspended => "suspended",
+            TenantStatus::Deleted => "deleted",
         }
     }
 }

@@ -155,6 +155,78 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Offboard a tenant in one transaction: its documents (their
+    /// revisions recorded for removal, as a deletion's are), collections,
+    /// API keys and pending metadata copies are deleted and the tenant is
+    /// marked deleted; its row and usage ledger stay. `None` if there is no
+    /// such tenant; deleting again finds nothing more to remove.
+    pub async fn delete_tenant(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<Vec<VectorRevision>>, StoreError> {
+        self.unsettle(tenant, 1);
+        let deleted = self.delete_tenant_tx(tenant).await;
+        if let Ok(Some(revisions)) = &deleted {
+            self.unsettle(tenant, revisions.len());
+        }
+        self.settle(tenant, 1);
+        deleted
+    }
+
+    async fn delete_tenant_tx(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<Vec<VectorRevision>>, StoreError> {
+        self.writing(tenant, async {
+            let _quota = self.quota().await;
+            self.guarded(async {
+                let (_turn, mut tx) = self.begin_write().await?;
+                let marked = sqlx::query(
+                    "UPDATE tenants SET deleted_at = COALESCE(deleted_at, $2), \
+                     data_generation = data_generation + 1 WHERE id = $1",
+                )
+                .bind(tenant.as_str())
+                .bind(now_millis())
+                .execute(&mut *tx)
+                .await?;
+                if marked.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+                let revisions = sqlx::query(
+                    "SELECT id, revision, chunk_count FROM documents WHERE tenant_id = $1",
+                )
+                .bind(tenant.as_str())
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(VectorRevision {
+                        document_id: row.try_get(0)?,
+                        revision: row.try_get(1)?,
+                        chunk_count: row.try_get(2)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+                cleanups::supersede_all(&mut tx, tenant, &revisions).await?;
+                for table in ["documents", "collections", "api_keys", "metadata_syncs"] {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DELETE FROM {table} WHERE tenant_id = $1"
+                    )))
+                    .bind(tenant.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(Some(revisions))
+            })
+            .await
+        })
+        .await
+    }
+}
+
 /// Inside a transaction: make sure the tenant has the collection; whether
 /// it was created now.
 pub(crate) async fn ensure_collection(
@@ -234,6 +306,61 @@ mod tests {
             !db.create_collection(&tenant, "manuals")
                 .await
                 .expect("exists")
+        );
+    }
+}
+
+#[cfg(test)]
+mod offboarding {
+    use analyzer_domain::tenants::TenantStatus;
+
+    use crate::tests::{ingest, sqlite_with_tenant, stored};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_deleted_tenant_keeps_its_record_journals_its_vectors_and_takes_no_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (db, tenant) = sqlite_with_tenant(dir.path()).await;
+        for id in ["a", "b"] {
+            ingest(&db, &tenant, stored(id, &format!("r-{id}")), u64::MAX)
+                .await
+                .expect("ingest");
+        }
+        let mut removed = db
+            .delete_tenant(&tenant)
+            .await
+            .expect("delete")
+            .expect("it existed");
+        removed.sort_by(|x, y| x.revision.cmp(&y.revision));
+        let revisions: Vec<&str> = removed.iter().map(|r| r.revision.as_str()).collect();
+        assert_eq!(revisions, ["r-a", "r-b"]);
+        let due = db.due_cleanups(i64::MAX, i64::MAX, 10).await.expect("due");
+        assert_eq!(due.len(), 2, "its vectors are left to the journal: {due:?}");
+
+        let record = db.tenant(&tenant).await.expect("read").expect("kept");
+        assert_eq!(record.status, TenantStatus::Deleted);
+        assert!(db.document(&tenant, "a").await.expect("read").is_none());
+        assert!(db.collections(&tenant).await.expect("list").is_empty());
+        // Nothing is written for it again, by any path that writes data.
+        assert!(matches!(
+            ingest(&db, &tenant, stored("c", "r-c"), u64::MAX).await,
+            Err(StoreError::TenantDeleted)
+        ));
+        assert!(matches!(
+            db.create_collection(&tenant, "x").await,
+            Err(StoreError::TenantDeleted)
+        ));
+        // Again: nothing more to remove.
+        assert_eq!(
+            db.delete_tenant(&tenant).await.expect("again"),
+            Some(vec![])
+        );
+        assert_eq!(
+            db.delete_tenant(&TenantId::generate())
+                .await
+                .expect("unknown"),
+            None
         );
     }
 }

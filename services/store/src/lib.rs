@@ -86,6 +86,9 @@ pub enum StoreError {
     /// the sweep, see `cleanups`); nothing was written.
     #[error("the ingest's vectors were claimed for removal before it committed")]
     Abandoned,
+    /// The tenant was deleted (offboarded): nothing of it is written again.
+    #[error("the tenant was deleted")]
+    TenantDeleted,
     /// The database's breaker is open: not called (see `guard`).
     #[error("database circuit open for {retry_after:?}")]
     Unavailable {

@@ -72,7 +72,7 @@ impl Db {
     /// Read one tenant.
     pub async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
         self.guarded(async {
-            sqlx::query("SELECT id, name, tier, status, created_at, tokens_valid_after FROM tenants WHERE id = $1")
+            sqlx::query("SELECT id, name, tier, status, created_at, tokens_valid_after, deleted_at FROM tenants WHERE id = $1")
                 .bind(id.as_str())
                 .fetch_optional(self.pool())
                 .await?
@@ -86,7 +86,7 @@ impl Db {
     pub async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
         self.guarded(async {
             sqlx::query(
-                "SELECT id, name, tier, status, created_at, tokens_valid_after FROM tenants ORDER BY created_at, id",
+                "SELECT id, name, tier, status, created_at, tokens_valid_after, deleted_at FROM tenants ORDER BY created_at, id",
             )
             .fetch_all(self.pool())
             .await?
@@ -134,9 +134,12 @@ pub(crate) fn tenant_from_row(row: &AnyRow) -> Result<Tenant, StoreError> {
         tier: tier
             .parse()
             .map_err(|e: analyzer_domain::tenants::InvalidValue| StoreError::Corrupt(e.0))?,
-        status: status
-            .parse()
-            .map_err(|e: analyzer_domain::tenants::InvalidValue| StoreError::Corrupt(e.0))?,
+        status: match row.try_get::<Option<i64>, _>("deleted_at")? {
+            Some(_) => TenantStatus::Deleted,
+            None => status
+                .parse()
+                .map_err(|e: analyzer_domain::tenants::InvalidValue| StoreError::Corrupt(e.0))?,
+        },
         created_at: rfc3339(row.try_get("created_at")?),
         tokens_valid_after: u64::try_from(row.try_get::<i64, _>("tokens_valid_after")?)
             .unwrap_or(0),

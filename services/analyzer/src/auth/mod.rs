@@ -363,8 +363,10 @@ impl Authenticator {
     /// The principal of an active tenant.
     async fn tenant_principal(&self, db: &Db, id: &TenantId) -> Result<Principal, AuthError> {
         let tenant = self.tenants.resolve(db, id).await?;
-        if tenant.status == TenantStatus::Suspended {
-            return Err(AuthError::Suspended);
+        match tenant.status {
+            TenantStatus::Suspended => return Err(AuthError::Suspended),
+            TenantStatus::Deleted => return Err(AuthError::UnknownTenant),
+            TenantStatus::Active => {}
         }
         Ok(Principal::Tenant(tenant))
     }

@@ -261,6 +261,23 @@ async fn copy_metadata(
         .await
 }
 
+/// Offboard a tenant: its documents, collections, keys (in one
+/// transaction) and its vectors (after it, here or by the sweep if this
+/// task dies first) are removed; its record and usage ledger stay. Safe to
+/// repeat: a second call finds nothing more to remove.
+pub async fn offboard(
+    db: &Db,
+    vectors: &dyn VectorStore,
+    tenant: &TenantId,
+) -> Result<usize, ServiceError> {
+    let removed = db
+        .delete_tenant(tenant)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound("tenant not found".into()))?;
+    leave_to_sweep(remove_revisions(db, vectors, tenant, &removed).await);
+    Ok(removed.len())
+}
+
 /// Delete one of the tenant's documents and its vectors.
 pub async fn delete(
     db: &Db,

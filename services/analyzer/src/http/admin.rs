@@ -22,7 +22,10 @@ use analyzer_domain::tenants::{Tenant, TenantId, TenantName, TenantStatus, Tier}
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/admin/tenants", post(create).get(list))
-        .route("/v1/admin/tenants/{id}", get(read).patch(update))
+        .route(
+            "/v1/admin/tenants/{id}",
+            get(read).patch(update).delete(offboard),
+        )
         .route("/v1/admin/tenants/{id}/tokens", post(mint))
         .route("/v1/admin/tenants/{id}/tokens/revoke", post(revoke_tokens))
         .route("/v1/admin/usage", get(usage_report))
@@ -238,7 +241,7 @@ pub(super) async fn mint(
         ))
         .into());
     }
-    let tenant = tenants::get(&state.db, &id).await?;
+    let tenant = tenants::get_live(&state.db, &id).await?;
     let ttl = Duration::from_secs(ttl.unsigned_abs());
     let token = state.auth.mint_for(&tenant, ttl).ok_or(ApiError::BadRequest {
         status: StatusCode::CONFLICT,
@@ -286,4 +289,30 @@ pub(super) async fn revoke_tokens(
             i64::try_from(after).unwrap_or(i64::MAX) * 1000,
         ),
     }))
+}
+
+/// Offboard a tenant: its documents, vectors, collections, cached results
+/// and API keys are removed, and its tokens and keys refused (at once by
+/// this task, within `ANALYZER_TENANT_CACHE_MS` by every other); its record
+/// (status `deleted`) and usage ledger are kept for billing. Safe to
+/// repeat; a crash midway is finished by the next start or the next call.
+#[utoipa::path(delete, path = "/v1/admin/tenants/{id}", operation_id = "admin_tenants_delete", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Tenant id")),
+    responses(
+        (status = 204, description = "Deleted (or deleted already)"),
+        (status = 404, description = "No such tenant")))]
+pub(super) async fn offboard(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = tenant_id(&id)?;
+    let documents = crate::documents::offboard(&state.db, state.vectors.as_ref(), &id).await?;
+    state.auth.invalidate_tenant(&id);
+    // Everything the tenant had cached (its keys all start with its id).
+    if let Err(e) = state.cache.forget(&id, "").await {
+        tracing::warn!(error = %e, tenant_id = %id, "could not remove a deleted tenant's cached results; they expire unreachable");
+    }
+    tracing::info!(tenant_id = %id, documents, "tenant deleted");
+    Ok(StatusCode::NO_CONTENT)
 }

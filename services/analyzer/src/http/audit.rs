@@ -39,6 +39,7 @@ fn action(method: &Method, route: &str) -> Option<&'static str> {
     Some(match (method.as_str(), route) {
         ("POST", "/v1/admin/tenants") => "tenant.create",
         ("PATCH", "/v1/admin/tenants/{id}") => "tenant.update",
+        ("DELETE", "/v1/admin/tenants/{id}") => "tenant.delete",
         ("POST", "/v1/admin/tenants/{id}/tokens") => "token.mint",
         ("POST", "/v1/admin/tenants/{id}/tokens/revoke") => "tokens.revoke",
         ("POST", "/v1/admin/tenants/{id}/keys") => "key.create",

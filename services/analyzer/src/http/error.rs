@@ -248,6 +248,12 @@ impl IntoResponse for ApiError {
             ApiError::Service(S::Conflict { code, message }) => {
                 Answer::new(StatusCode::CONFLICT, code, message)
             }
+            ApiError::Service(S::Store(StoreError::TenantDeleted)) => Answer::new(
+                StatusCode::UNAUTHORIZED,
+                "tenant_unknown",
+                "the tenant was deleted",
+            )
+            .bearer(),
             ApiError::Service(S::Store(StoreError::Unavailable { retry_after })) => {
                 return unavailable_for("the database", retry_after);
             }

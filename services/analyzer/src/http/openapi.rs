@@ -38,6 +38,7 @@ use super::AppState;
         super::admin::list,
         super::admin::read,
         super::admin::update,
+        super::admin::offboard,
         super::admin::mint,
         super::admin::revoke_tokens,
         super::export::own,
