@@ -458,3 +458,76 @@ async fn the_breaker_closes_again_when_qdrant_comes_back() {
         "{check}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_qdrant_path_metadata_changes_in_place_and_an_offboarded_tenant_leaves_no_point() {
+    let qdrant = FakeQdrant::start(([127, 0, 0, 1], 0).into(), None)
+        .await
+        .expect("gRPC peer");
+    let env = analyzer_tests::start_with(vec![("QDRANT_URL".into(), qdrant.url.clone())]).await;
+    let s = &env.server;
+    let (a, token) = s.tenant("Qdrant Leaving", "premium").await;
+    let (b, other) = s.tenant("Qdrant Staying", "premium").await;
+    for t in [&token, &other] {
+        let (status, body) = s.post("/v1/documents", t, &json!({"documents": [
+            {"id": "pump", "text": "The pump house is inspected every spring.", "metadata": {"site": "north"}},
+            {"id": "gate", "text": "The flood gate is tested every autumn.", "metadata": {"site": "south"}}]})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let state = &qdrant.state;
+    assert!(state.points_where(COLLECTION, "tenant_id", &a) >= 2);
+
+    // A metadata change is a payload change on the server, no new points.
+    let points = state.point_count(COLLECTION);
+    let r = s
+        .request(reqwest::Method::PATCH, "/v1/documents/pump", &token)
+        .json(&json!({"metadata": {"site": "east"}}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(state.point_count(COLLECTION), points, "nothing re-embedded");
+    let (_, found) = s
+        .post(
+            "/v1/search",
+            &token,
+            &json!({"query": "pump house inspected", "filter": {"site": "east"}}),
+        )
+        .await;
+    assert_eq!(found["hits"][0]["document_id"], "pump", "{found}");
+    let (_, found) = s
+        .post(
+            "/v1/search",
+            &other,
+            &json!({"query": "pump house inspected", "filter": {"site": "east"}}),
+        )
+        .await;
+    assert_eq!(
+        found["hits"],
+        json!([]),
+        "another tenant's metadata changed: {found}"
+    );
+    assert!(
+        state
+            .filters()
+            .iter()
+            .filter(|(call, _)| call == "set_payload")
+            .all(|(_, filter)| first_condition_is_tenant(filter).is_some()),
+        "a payload change went out without the tenant condition"
+    );
+
+    // Offboarding removes every point of the tenant, none of another's.
+    let (status, _) = s
+        .delete(
+            &format!("/v1/admin/tenants/{a}"),
+            &analyzer_tests::admin_token(),
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(state.points_where(COLLECTION, "tenant_id", &a), 0);
+    assert!(state.points_where(COLLECTION, "tenant_id", &b) >= 2);
+    let (_, found) = s
+        .post("/v1/search", &other, &json!({"query": "flood gate tested"}))
+        .await;
+    assert_eq!(found["hits"][0]["document_id"], "gate", "{found}");
+}

@@ -100,7 +100,23 @@ impl QdrantState {
             .map_or(0, |c| c.points.len())
     }
 
-    /// `(call, filter)` of every search and delete-by-filter so far.
+    /// How many points of a collection hold the string `value` at the
+    /// payload's top-level `field` (`tenant_id`: a tenant's points).
+    pub fn points_where(&self, collection: &str, field: &str, value: &str) -> usize {
+        self.collections().get(collection).map_or(0, |c| {
+            c.points
+                .values()
+                .filter(|(_, payload)| {
+                    matches!(
+                        payload.get(field).and_then(|v| v.kind.as_ref()),
+                        Some(Kind::StringValue(s)) if s == value
+                    )
+                })
+                .count()
+        })
+    }
+
+    /// `(call, filter)` of every search, delete-by-filter and payload change so far.
     pub fn filters(&self) -> Vec<(String, q::Filter)> {
         self.filters.lock().map(|f| f.clone()).unwrap_or_default()
     }
@@ -634,6 +650,37 @@ service! {
             Ok(completed())
         }
 
+        async fn set_payload(
+            &self,
+            request: Request<q::SetPayloadPoints>,
+        ) -> Result<Response<q::PointsOperationResponse>, Status> {
+            self.0.authorize(&request)?;
+            let set = request.into_inner();
+            if set.key.is_some() {
+                return Err(Status::unimplemented("payload keys are not served"));
+            }
+            let mut collections = self.0.collections();
+            let collection = collections
+                .get_mut(&set.collection_name)
+                .ok_or_else(|| not_found(&set.collection_name))?;
+            let Some(q::points_selector::PointsSelectorOneOf::Filter(filter)) = set
+                .points_selector
+                .and_then(|p| p.points_selector_one_of)
+            else {
+                return Err(Status::unimplemented("only filter selectors are served"));
+            };
+            self.0.record("set_payload", &filter);
+            for (key, (_, payload)) in collection.points.iter_mut() {
+                if filter_holds(&filter, key, payload)? {
+                    // Top-level keys are replaced whole, as Qdrant does.
+                    for (k, v) in &set.payload {
+                        payload.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            Ok(completed())
+        }
+
         async fn search(
             &self,
             request: Request<q::SearchPoints>,
@@ -710,7 +757,6 @@ service! {
         get(GetPoints) -> GetResponse;
         update_vectors(UpdatePointVectors) -> PointsOperationResponse;
         delete_vectors(DeletePointVectors) -> PointsOperationResponse;
-        set_payload(SetPayloadPoints) -> PointsOperationResponse;
         overwrite_payload(SetPayloadPoints) -> PointsOperationResponse;
         delete_payload(DeletePayloadPoints) -> PointsOperationResponse;
         clear_payload(ClearPayloadPoints) -> PointsOperationResponse;
