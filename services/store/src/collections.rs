@@ -4,7 +4,7 @@
 use sqlx::Row as _;
 
 use crate::cleanups;
-use crate::documents::bump_generation;
+use crate::generation::bump_generation;
 use crate::{Db, StoreError, VectorRevision, now_millis};
 use analyzer_domain::tenants::TenantId;
 

@@ -11,6 +11,7 @@ use sqlx::any::AnyRow;
 
 use crate::cleanups;
 use crate::collections::ensure_collection;
+use crate::generation::bump_generation;
 use crate::usage::add_usage;
 use crate::{Backend, Db, StoreError, VectorRevision, tenant_column};
 
@@ -521,25 +522,6 @@ pub(crate) async fn storage_totals(
         text_bytes: row.try_get(2)?,
         vector_bytes: row.try_get(3)?,
     })
-}
-
-pub(crate) async fn bump_generation(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    tenant: &TenantId,
-) -> Result<(), StoreError> {
-    // Every write of a tenant's data begins here, holding its row: a
-    // tenant deleted meanwhile gets nothing written again.
-    let bumped = sqlx::query(
-        "UPDATE tenants SET data_generation = data_generation + 1 \
-         WHERE id = $1 AND deleted_at IS NULL",
-    )
-    .bind(tenant.as_str())
-    .execute(&mut **tx)
-    .await?;
-    if bumped.rows_affected() == 0 {
-        return Err(StoreError::TenantDeleted);
-    }
-    Ok(())
 }
 
 /// A value bound to a listing's query.

@@ -21,6 +21,7 @@ mod collections;
 mod contexts;
 mod documents;
 pub mod gate;
+mod generation;
 mod guard;
 mod metadata;
 mod pools;

@@ -15,7 +15,7 @@ use std::future::Future;
 
 use sqlx::Row as _;
 
-use crate::documents::bump_generation;
+use crate::generation::bump_generation;
 use crate::{Db, StoreError, VectorRevision, now_millis, tenant_column};
 use analyzer_domain::tenants::TenantId;
 
