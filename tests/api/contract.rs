@@ -30,7 +30,7 @@ fn documented_routes() -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_routes_are_the_routes_of_the_openapi_description() {
     let env = start(Db::Sqlite, Options::default()).await.expect("start");
-    let spec = served_description(&env.server).await;
+    let spec = env.server.openapi().await;
     let mut served = BTreeSet::new();
     for (path, item) in spec["paths"].as_object().expect("paths") {
         for method in item.as_object().expect("path item").keys() {
@@ -72,26 +72,13 @@ fn run(command: &mut std::process::Command) {
     );
 }
 
-async fn served_description(s: &analyzer_tests::TestServer) -> serde_json::Value {
-    let (status, spec) = analyzer_tests::split(
-        s.http
-            .get(s.url("/openapi.json"))
-            .send()
-            .await
-            .expect("openapi"),
-    )
-    .await;
-    assert_eq!(status, 200);
-    spec
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_served_openapi_description_is_valid_openapi() {
     if !available("openapi-spec-validator", "--version") {
         return;
     }
     let env = start(Db::Sqlite, Options::default()).await.expect("start");
-    let spec = served_description(&env.server).await;
+    let spec = env.server.openapi().await;
     let file = env.dir.path().join("openapi.json");
     std::fs::write(&file, spec.to_string()).expect("write the description");
     run(std::process::Command::new("openapi-spec-validator").arg(&file));
@@ -120,7 +107,7 @@ async fn a_typescript_client_generated_from_the_description_type_checks_and_runs
     }
     let env = start(Db::Sqlite, Options::default()).await.expect("start");
     let s = &env.server;
-    let spec = served_description(s).await;
+    let spec = s.openapi().await;
     let file = env.dir.path().join("openapi.json");
     std::fs::write(&file, spec.to_string()).expect("write the description");
     let bin = |name: &str| client.join("node_modules/.bin").join(name);

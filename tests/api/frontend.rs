@@ -303,12 +303,7 @@ async fn browsers_may_send_the_headers_client_libraries_add_and_read_the_ones_th
         .await
         .expect("preflight");
     assert!(r.status().is_success(), "{}", r.status());
-    let allowed = r
-        .headers()
-        .get("access-control-allow-headers")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let allowed = header_lowercase(&r, "access-control-allow-headers");
     for header in [
         "idempotency-key",
         "last-event-id",
@@ -325,12 +320,7 @@ async fn browsers_may_send_the_headers_client_libraries_add_and_read_the_ones_th
         .await
         .expect("request");
     assert_eq!(r.status().as_u16(), 401);
-    let exposed = r
-        .headers()
-        .get("access-control-expose-headers")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let exposed = header_lowercase(&r, "access-control-expose-headers");
     for header in [
         "www-authenticate",
         "retry-after",
@@ -340,4 +330,13 @@ async fn browsers_may_send_the_headers_client_libraries_add_and_read_the_ones_th
     ] {
         assert!(exposed.contains(header), "{header} not exposed: {exposed}");
     }
+}
+
+/// A response header's value, lower-cased; empty when absent.
+fn header_lowercase(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
 }

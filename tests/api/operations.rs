@@ -22,15 +22,7 @@ async fn health_ready_and_openapi_answer_without_auth() {
     }
     assert_eq!(ready["checks"]["vector_store"]["backend"], "qdrant-edge");
 
-    let (status, spec) = analyzer_tests::split(
-        s.http
-            .get(s.url("/openapi.json"))
-            .send()
-            .await
-            .expect("openapi"),
-    )
-    .await;
-    assert_eq!(status, 200);
+    let spec = s.openapi().await;
     assert!(
         spec["openapi"]
             .as_str()

@@ -496,6 +496,19 @@ impl TestServer {
             .ok()
     }
 
+    /// `GET /openapi.json`, which must answer 200.
+    pub async fn openapi(&self) -> Value {
+        let r = self
+            .http
+            .get(self.url("/openapi.json"))
+            .send()
+            .await
+            .expect("openapi");
+        let (status, spec) = split(r).await;
+        assert_eq!(status, 200, "{spec}");
+        spec
+    }
+
     /// A request with a bearer token.
     pub fn request(
         &self,

@@ -10,10 +10,12 @@ use sha2::{Digest as _, Sha256};
 use tracing::Instrument as _;
 use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
-use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{Schema, Type};
 
 use crate::cache::{Cache, CacheStats};
-use crate::documents::{DEFAULT_COLLECTION, Metadata, collection_name, filter_conditions};
+use crate::documents::{
+    DEFAULT_COLLECTION, Metadata, collection_name, filter_conditions, open_object_of,
+};
 use crate::error::{ServiceError, Violations};
 use crate::usage::UsageRecorder;
 use analyzer_domain::embed::{Embedder, Embedding, VectorSpace};
@@ -31,20 +33,10 @@ pub struct MetadataFilter;
 
 impl utoipa::PartialSchema for MetadataFilter {
     fn schema() -> RefOr<Schema> {
-        let scalar = ObjectBuilder::new().schema_type(SchemaType::Array(vec![
-            Type::String,
-            Type::Integer,
-            Type::Boolean,
-        ]));
-        ObjectBuilder::new()
-            .schema_type(SchemaType::Type(Type::Object))
-            .description(Some(
-                "Metadata fields that must equal these values: strings, integers or booleans.",
-            ))
-            .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(Schema::Object(
-                scalar.build(),
-            )))))
-            .into()
+        open_object_of(
+            vec![Type::String, Type::Integer, Type::Boolean],
+            "Metadata fields that must equal these values: strings, integers or booleans.",
+        )
     }
 }
 

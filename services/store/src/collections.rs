@@ -1,6 +1,8 @@
 //! A tenant's collections: created explicitly or by the first ingest into
 //! them; deleted with their documents in one transaction.
 
+use std::future::Future;
+
 use sqlx::Row as _;
 
 use crate::cleanups;
@@ -91,16 +93,8 @@ impl Db {
         tenant: &TenantId,
         name: &str,
     ) -> Result<Option<Vec<VectorRevision>>, StoreError> {
-        // Raised before the transaction can make any revision stale (the
-        // count of its documents is known only inside it), then set to
-        // what it recorded.
-        self.unsettle(tenant, 1);
-        let deleted = self.delete_collection_tx(tenant, name).await;
-        if let Ok(Some(revisions)) = &deleted {
-            self.unsettle(tenant, revisions.len());
-        }
-        self.settle(tenant, 1);
-        deleted
+        self.removing_revisions(tenant, self.delete_collection_tx(tenant, name))
+            .await
     }
 
     async fn delete_collection_tx(
@@ -123,29 +117,7 @@ impl Db {
                     tx.rollback().await?;
                     return Ok(None);
                 }
-                let revisions = sqlx::query(
-                    "SELECT id, revision, chunk_count FROM documents \
-                     WHERE tenant_id = $1 AND collection = $2",
-                )
-                .bind(tenant.as_str())
-                .bind(name)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|row| {
-                    Ok(VectorRevision {
-                        document_id: row.try_get(0)?,
-                        revision: row.try_get(1)?,
-                        chunk_count: row.try_get(2)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-                cleanups::supersede_all(&mut tx, tenant, &revisions).await?;
-                sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND collection = $2")
-                    .bind(tenant.as_str())
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
+                let revisions = remove_documents(&mut tx, tenant, Some(name)).await?;
                 tx.commit().await?;
                 Ok(Some(revisions))
             })
@@ -165,13 +137,26 @@ impl Db {
         &self,
         tenant: &TenantId,
     ) -> Result<Option<Vec<VectorRevision>>, StoreError> {
+        self.removing_revisions(tenant, self.delete_tenant_tx(tenant))
+            .await
+    }
+
+    /// Run `removal`, a transaction that records any number of the
+    /// tenant's revisions for removal and answers them. The journal's count
+    /// is raised before it can make any revision stale (how many is known
+    /// only inside it), then set to what it recorded.
+    async fn removing_revisions(
+        &self,
+        tenant: &TenantId,
+        removal: impl Future<Output = Result<Option<Vec<VectorRevision>>, StoreError>>,
+    ) -> Result<Option<Vec<VectorRevision>>, StoreError> {
         self.unsettle(tenant, 1);
-        let deleted = self.delete_tenant_tx(tenant).await;
-        if let Ok(Some(revisions)) = &deleted {
+        let removed = removal.await;
+        if let Ok(Some(revisions)) = &removed {
             self.unsettle(tenant, revisions.len());
         }
         self.settle(tenant, 1);
-        deleted
+        removed
     }
 
     async fn delete_tenant_tx(
@@ -194,23 +179,8 @@ impl Db {
                     tx.rollback().await?;
                     return Ok(None);
                 }
-                let revisions = sqlx::query(
-                    "SELECT id, revision, chunk_count FROM documents WHERE tenant_id = $1",
-                )
-                .bind(tenant.as_str())
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|row| {
-                    Ok(VectorRevision {
-                        document_id: row.try_get(0)?,
-                        revision: row.try_get(1)?,
-                        chunk_count: row.try_get(2)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-                cleanups::supersede_all(&mut tx, tenant, &revisions).await?;
-                for table in ["documents", "collections", "api_keys", "metadata_syncs"] {
+                let revisions = remove_documents(&mut tx, tenant, None).await?;
+                for table in ["collections", "api_keys", "metadata_syncs"] {
                     sqlx::query(sqlx::AssertSqlSafe(format!(
                         "DELETE FROM {table} WHERE tenant_id = $1"
                     )))
@@ -225,6 +195,46 @@ impl Db {
         })
         .await
     }
+}
+
+/// Inside a transaction: delete the tenant's documents (of `collection`,
+/// or all), their revisions recorded for removal in the same transaction;
+/// answers those revisions.
+async fn remove_documents(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &TenantId,
+    collection: Option<&str>,
+) -> Result<Vec<VectorRevision>, StoreError> {
+    let which = match collection {
+        Some(_) => "tenant_id = $1 AND collection = $2",
+        None => "tenant_id = $1",
+    };
+    let bound = |sql: String| {
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.as_str());
+        match collection {
+            Some(name) => query.bind(name.to_owned()),
+            None => query,
+        }
+    };
+    let revisions = bound(format!(
+        "SELECT id, revision, chunk_count FROM documents WHERE {which}"
+    ))
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(VectorRevision {
+            document_id: row.try_get(0)?,
+            revision: row.try_get(1)?,
+            chunk_count: row.try_get(2)?,
+        })
+    })
+    .collect::<Result<Vec<_>, StoreError>>()?;
+    cleanups::supersede_all(tx, tenant, &revisions).await?;
+    bound(format!("DELETE FROM documents WHERE {which}"))
+        .execute(&mut **tx)
+        .await?;
+    Ok(revisions)
 }
 
 /// Inside a transaction: make sure the tenant has the collection; whether

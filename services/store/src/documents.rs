@@ -110,6 +110,15 @@ pub struct StorageTotals {
     pub vector_bytes: i64,
 }
 
+/// The columns [`document_from_row`] reads, for every query that reads a
+/// whole document.
+macro_rules! document_columns {
+    () => {
+        "id, collection, revision, text, metadata, chunk_count, byte_size, vector_bytes, \
+         created_at, updated_at, file_name, media_type, file_bytes, pages"
+    };
+}
+
 impl Db {
     // ---- documents -----------------------------------------------------
 
@@ -121,11 +130,11 @@ impl Db {
     ) -> Result<Option<StoredDocument>, StoreError> {
         let _quota = self.quota().await;
         self.guarded(async {
-            sqlx::query(
-                "SELECT id, collection, revision, text, metadata, chunk_count, byte_size, \
-                 vector_bytes, created_at, updated_at, file_name, media_type, file_bytes, pages \
-                 FROM documents WHERE tenant_id = $1 AND id = $2",
-            )
+            sqlx::query(concat!(
+                "SELECT ",
+                document_columns!(),
+                " FROM documents WHERE tenant_id = $1 AND id = $2"
+            ))
             .bind(tenant.as_str())
             .bind(id)
             .fetch_optional(self.pool())
@@ -201,13 +210,13 @@ impl Db {
         let _quota = self.quota().await;
         self.guarded(async {
             let (created_at, id) = after.map_or((i64::MIN, ""), |p| (p.created_at, p.id.as_str()));
-            sqlx::query(
-                "SELECT id, collection, revision, text, metadata, chunk_count, byte_size, \
-                 vector_bytes, created_at, updated_at, file_name, media_type, file_bytes, pages \
-                 FROM documents WHERE tenant_id = $1 \
+            sqlx::query(concat!(
+                "SELECT ",
+                document_columns!(),
+                " FROM documents WHERE tenant_id = $1 \
                  AND (created_at > $2 OR (created_at = $2 AND id > $3)) \
-                 ORDER BY created_at, id LIMIT $4",
-            )
+                 ORDER BY created_at, id LIMIT $4"
+            ))
             .bind(tenant.as_str())
             .bind(created_at)
             .bind(id)
@@ -232,13 +241,13 @@ impl Db {
         let _quota = self.quota().await;
         self.guarded(async {
             let (tenant, id) = after.map_or(("", ""), |(t, i)| (t.as_str(), i.as_str()));
-            sqlx::query(
-                "SELECT tenant_id, id, collection, revision, text, metadata, chunk_count, byte_size, \
-                 vector_bytes, created_at, updated_at, file_name, media_type, file_bytes, pages \
-                 FROM documents \
+            sqlx::query(concat!(
+                "SELECT tenant_id, ",
+                document_columns!(),
+                " FROM documents \
                  WHERE tenant_id > $1 OR (tenant_id = $1 AND id > $2) \
-                 ORDER BY tenant_id, id LIMIT $3",
-            )
+                 ORDER BY tenant_id, id LIMIT $3"
+            ))
             .bind(tenant)
             .bind(id)
             .bind(i64::from(limit))

@@ -229,6 +229,14 @@ pub fn hit_from_payload(payload: &Map<String, Value>, score: f32) -> Option<Chun
     })
 }
 
+/// The payload that replaces a chunk's metadata: only the top-level
+/// metadata key, which both stores replace whole.
+pub fn metadata_payload(metadata: Map<String, Value>) -> Map<String, Value> {
+    let mut payload = Map::new();
+    payload.insert(keys::METADATA.into(), Value::Object(metadata));
+    payload
+}
+
 /// The payload stored with a chunk.
 pub fn payload_of(tenant: &TenantId, point: &ChunkPoint) -> Map<String, Value> {
     let mut payload = Map::new();

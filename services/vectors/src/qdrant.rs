@@ -21,7 +21,8 @@ use serde_json::Value;
 
 use super::{
     ChunkHit, ChunkPoint, FilterValue, SPARSE_MIN_SCORE, SPARSE_VECTOR, SearchQuery, VectorError,
-    VectorStore, hit_from_payload, keys, payload_of, point_id, revision_point_ids,
+    VectorStore, hit_from_payload, keys, metadata_payload, payload_of, point_id,
+    revision_point_ids,
 };
 use analyzer_domain::embed::{Embedding, VectorSpace};
 use analyzer_domain::tenants::TenantId;
@@ -253,14 +254,11 @@ impl VectorStore for QdrantStore {
         self.ensure_collection().await?;
         let ids = revision_point_ids(tenant, document_id, revision, count).map(|id| id.to_string());
         let filter = Self::filter(tenant, vec![Condition::has_id(ids)]);
-        let mut payload = serde_json::Map::new();
-        payload.insert(keys::METADATA.to_owned(), Value::Object(metadata));
-        // Top-level keys are replaced whole: the old metadata goes.
         self.traced()
             .set_payload(
                 SetPayloadPointsBuilder::new(
                     &self.collection,
-                    qdrant_client::Payload::from(payload),
+                    qdrant_client::Payload::from(metadata_payload(metadata)),
                 )
                 .points_selector(filter)
                 .wait(true),

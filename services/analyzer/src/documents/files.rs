@@ -2,13 +2,11 @@
 //! process, see `uploads`), then ingested like a JSON batch: the request is
 //! stored whole or not at all.
 
-use std::collections::HashSet;
-
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::requests::{ValidDocument, ValidIngest, collection_name, document_id, metadata};
+use super::requests::{RequestIds, ValidDocument, ValidIngest, collection_name, metadata};
 use crate::config::RequestLimits;
 use crate::error::{FileRefusal, ServiceError, Violations};
 use crate::uploads::Extractor;
@@ -82,18 +80,16 @@ impl ValidIngest {
             );
         }
         options.resize_with(upload.files.len(), FileOptions::default);
-        let mut seen = HashSet::new();
+        let mut ids = RequestIds::default();
         let mut checked = Vec::with_capacity(options.len());
         for (i, option) in options.into_iter().enumerate() {
-            let at = |field: &str| format!("documents[{i}].{field}");
-            let id = match option.id {
-                Some(id) => found.check(at("id"), document_id(&id)).unwrap_or_default(),
-                None => uuid::Uuid::new_v4().to_string(),
-            };
-            if !id.is_empty() && !seen.insert(id.clone()) {
-                found.add(at("id"), format!("`{id}` appears twice in this request"));
-            }
-            checked.push((id, metadata(&at("metadata"), option.metadata, &mut found)));
+            let id = ids.take(i, option.id, &mut found);
+            let metadata = metadata(
+                &format!("documents[{i}].metadata"),
+                option.metadata,
+                &mut found,
+            );
+            checked.push((id, metadata));
         }
         found.finish()?;
 

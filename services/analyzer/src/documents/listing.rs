@@ -63,14 +63,7 @@ impl Listing {
         let collection = query
             .collection
             .and_then(|c| found.check("collection", collection_name(Some(c))));
-        let limit = match query.limit.as_deref().map(str::parse::<u32>) {
-            None => DEFAULT_PAGE,
-            Some(Ok(n)) if (1..=MAX_PAGE).contains(&n) => n,
-            Some(_) => {
-                found.add("limit", format!("must be an integer from 1 to {MAX_PAGE}"));
-                DEFAULT_PAGE
-            }
-        };
+        let limit = page_limit(query.limit.as_deref(), &mut found);
         let after = query
             .cursor
             .and_then(|c| found.check("cursor", decode_cursor(&c)));
@@ -121,28 +114,57 @@ pub async fn list(
     })
 }
 
-/// The cursor format's version, so that a later format can tell old
-/// cursors apart.
-const CURSOR_VERSION: &str = "d1";
-
-fn encode_cursor(created_at: i64, id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{CURSOR_VERSION}\u{1f}{created_at}\u{1f}{id}"))
+/// The `limit` of a paged listing: 1 to [`MAX_PAGE`], [`DEFAULT_PAGE`] when
+/// absent; what is wrong with it is recorded.
+pub fn page_limit(raw: Option<&str>, found: &mut Violations) -> u32 {
+    match raw.map(str::parse::<u32>) {
+        None => DEFAULT_PAGE,
+        Some(Ok(n)) if (1..=MAX_PAGE).contains(&n) => n,
+        Some(_) => {
+            found.add("limit", format!("must be an integer from 1 to {MAX_PAGE}"));
+            DEFAULT_PAGE
+        }
+    }
 }
 
-fn decode_cursor(cursor: &str) -> Result<ListPosition, String> {
+/// A listing's position as an opaque cursor. `kind` names the listing and
+/// the version of its format, so that one listing's cursors, or an older
+/// format's, are refused by another.
+pub fn encode_position(kind: &str, at: i64, id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{kind}\u{1f}{at}\u{1f}{id}"))
+}
+
+/// The position a cursor of `kind` was made from.
+pub fn decode_position(kind: &str, cursor: &str) -> Result<ListPosition, String> {
     let invalid = || "is not a cursor this API returned".to_owned();
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let mut parts = text.split('\u{1f}');
-    let (Some(CURSOR_VERSION), Some(created_at), Some(id), None) =
+    let (Some(found), Some(at), Some(id), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(invalid());
     };
+    if found != kind {
+        return Err(invalid());
+    }
     Ok(ListPosition {
-        created_at: created_at.parse().map_err(|_| invalid())?,
-        id: document_id(id).map_err(|_| invalid())?,
+        created_at: at.parse().map_err(|_| invalid())?,
+        id: id.to_owned(),
     })
+}
+
+/// The kind and version of the documents listing's cursors.
+const DOCUMENTS: &str = "d1";
+
+fn encode_cursor(created_at: i64, id: &str) -> String {
+    encode_position(DOCUMENTS, created_at, id)
+}
+
+fn decode_cursor(cursor: &str) -> Result<ListPosition, String> {
+    let position = decode_position(DOCUMENTS, cursor)?;
+    document_id(&position.id).map_err(|_| "is not a cursor this API returned".to_owned())?;
+    Ok(position)
 }
 
 #[cfg(test)]

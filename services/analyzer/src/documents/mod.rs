@@ -16,13 +16,16 @@ mod listing;
 mod reconcile;
 mod requests;
 pub use export::export;
-pub use listing::{DEFAULT_PAGE, DocumentPage, ListQuery, Listing, MAX_PAGE, list};
+pub use listing::{
+    DEFAULT_PAGE, DocumentPage, ListQuery, Listing, MAX_PAGE, decode_position, encode_position,
+    list, page_limit,
+};
 #[cfg(feature = "edge")]
 pub use reconcile::{Reconciled, reconcile};
 pub use requests::{
     DEFAULT_COLLECTION, DocumentInput, DocumentItem, DocumentView, IngestRequest, IngestResponse,
     MAX_METADATA_BYTES, MAX_METADATA_FIELDS, Metadata, MetadataPatch, ValidIngest, collection_name,
-    document_id, field_name, filter_conditions,
+    document_id, field_name, filter_conditions, open_object_of,
 };
 
 use serde_json::{Map, Value};

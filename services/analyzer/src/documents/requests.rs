@@ -27,23 +27,25 @@ pub struct Metadata;
 
 impl utoipa::PartialSchema for Metadata {
     fn schema() -> RefOr<Schema> {
-        let scalar = ObjectBuilder::new().schema_type(SchemaType::Array(vec![
-            Type::String,
-            Type::Number,
-            Type::Boolean,
-            Type::Null,
-        ]));
-        ObjectBuilder::new()
-            .schema_type(SchemaType::Type(Type::Object))
-            .description(Some(
-                "Fields to filter on and to return with hits: names of 1 to 64 letters, digits, \
-                 `_` or `-`; values are strings, numbers, booleans or null.",
-            ))
-            .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(Schema::Object(
-                scalar.build(),
-            )))))
-            .into()
+        open_object_of(
+            vec![Type::String, Type::Number, Type::Boolean, Type::Null],
+            "Fields to filter on and to return with hits: names of 1 to 64 letters, digits, \
+             `_` or `-`; values are strings, numbers, booleans or null.",
+        )
     }
+}
+
+/// The schema of a JSON object with any field names whose values are of
+/// `types`.
+pub fn open_object_of(types: Vec<Type>, description: &str) -> RefOr<Schema> {
+    let value = ObjectBuilder::new().schema_type(SchemaType::Array(types));
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::Object))
+        .description(Some(description))
+        .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(Schema::Object(
+            value.build(),
+        )))))
+        .into()
 }
 
 impl ToSchema for Metadata {}
@@ -251,6 +253,26 @@ pub fn field_name(raw: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The ids of a request's documents: each given one valid and not given
+/// twice, each absent one generated.
+#[derive(Debug, Default)]
+pub(super) struct RequestIds(HashSet<String>);
+
+impl RequestIds {
+    /// The id of `documents[i]`; what is wrong with it is recorded.
+    pub(super) fn take(&mut self, i: usize, raw: Option<String>, found: &mut Violations) -> String {
+        let field = format!("documents[{i}].id");
+        let id = match raw {
+            Some(id) => found.check(&field, document_id(&id)).unwrap_or_default(),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        if !id.is_empty() && !self.0.insert(id.clone()) {
+            found.add(field, format!("`{id}` appears twice in this request"));
+        }
+        id
+    }
+}
+
 /// Check a metadata value (absent or null: no metadata) and record what is
 /// wrong with it against `at`.
 pub fn metadata(at: &str, raw: Option<Value>, found: &mut Violations) -> Map<String, Value> {
@@ -346,17 +368,11 @@ impl ValidIngest {
         if request.documents.is_empty() {
             found.add("documents", "must not be empty");
         }
-        let mut seen = HashSet::new();
+        let mut ids = RequestIds::default();
         let mut documents = Vec::with_capacity(request.documents.len());
         for (i, doc) in request.documents.into_iter().enumerate() {
             let at = |field: &str| format!("documents[{i}].{field}");
-            let id = match doc.id {
-                Some(id) => found.check(at("id"), document_id(&id)).unwrap_or_default(),
-                None => uuid::Uuid::new_v4().to_string(),
-            };
-            if !id.is_empty() && !seen.insert(id.clone()) {
-                found.add(at("id"), format!("`{id}` appears twice in this batch"));
-            }
+            let id = ids.take(i, doc.id, &mut found);
             if doc.text.trim().is_empty() {
                 found.add(at("text"), "must not be empty");
             } else if doc.text.contains('\0') {

@@ -16,8 +16,9 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{Admin, ApiQuery};
+use crate::documents::{decode_position, encode_position, page_limit};
 use crate::error::{ServiceError, Violations};
-use analyzer_store::{AuditEntry, AuditFilter, ListPosition, now_millis, rfc3339};
+use analyzer_store::{AuditEntry, AuditFilter, now_millis, rfc3339};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/v1/admin/audit", get(read))
@@ -232,17 +233,10 @@ pub(super) async fn read(
     let to = query
         .to
         .and_then(|t| found.check("to", time_bound(&t, true)));
-    let limit = match query.limit.as_deref().map(str::parse::<u32>) {
-        None => 100,
-        Some(Ok(n)) if (1..=1000).contains(&n) => n,
-        Some(_) => {
-            found.add("limit", "must be an integer from 1 to 1000");
-            100
-        }
-    };
+    let limit = page_limit(query.limit.as_deref(), &mut found);
     let after = query
         .cursor
-        .and_then(|c| found.check("cursor", decode_cursor(&c)));
+        .and_then(|c| found.check("cursor", decode_position(AUDIT, &c)));
     found.finish()?;
     let filter = AuditFilter { tenant, from, to };
     let mut entries = state
@@ -255,7 +249,7 @@ pub(super) async fn read(
     let next_cursor = more
         .then(|| entries.last())
         .flatten()
-        .map(|e| encode_cursor(e.at, &e.id));
+        .map(|e| encode_position(AUDIT, e.at, &e.id));
     Ok(Json(AuditPage {
         entries: entries
             .into_iter()
@@ -274,29 +268,8 @@ pub(super) async fn read(
     }))
 }
 
-fn encode_cursor(at: i64, id: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("a1\u{1f}{at}\u{1f}{id}"))
-}
-
-fn decode_cursor(cursor: &str) -> Result<ListPosition, String> {
-    use base64::Engine as _;
-    let invalid = || "is not a cursor this API returned".to_owned();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let mut parts = text.split('\u{1f}');
-    let (Some("a1"), Some(at), Some(id), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(invalid());
-    };
-    Ok(ListPosition {
-        created_at: at.parse().map_err(|_| invalid())?,
-        id: id.to_owned(),
-    })
-}
+/// The kind and version of the audit log's cursors.
+const AUDIT: &str = "a1";
 
 #[cfg(test)]
 mod tests {

@@ -29,13 +29,17 @@ where
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    use axum::http::StatusCode;
-    // axum's texts start with a generic sentence; keep only the cause.
-    let cause = |text: String| match text.split_once(": ") {
+/// The cause in an axum rejection's text, which starts with a generic
+/// sentence.
+fn cause(text: String) -> String {
+    match text.split_once(": ") {
         Some((_, cause)) => cause.to_owned(),
         None => text,
-    };
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    use axum::http::StatusCode;
     let (status, code, detail) = match &rejection {
         JsonRejection::MissingJsonContentType(_) => (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -80,13 +84,7 @@ where
             Err(rejection) => Err(ApiError::BadRequest {
                 status: axum::http::StatusCode::BAD_REQUEST,
                 code: "validation_failed",
-                detail: format!(
-                    "invalid query string: {}",
-                    rejection
-                        .body_text()
-                        .split_once(": ")
-                        .map_or(rejection.body_text(), |(_, cause)| cause.to_owned())
-                ),
+                detail: format!("invalid query string: {}", cause(rejection.body_text())),
             }),
         }
     }

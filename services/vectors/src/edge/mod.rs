@@ -42,7 +42,7 @@ use serde_json::Value;
 
 use super::{
     ChunkHit, ChunkPoint, FilterValue, SPARSE_VECTOR, SearchQuery, VectorError, VectorStore,
-    hit_from_payload, keys, payload_of, point_id, revision_point_ids,
+    hit_from_payload, keys, metadata_payload, payload_of, point_id, revision_point_ids,
 };
 use analyzer_domain::embed::{Embedding, VectorSpace};
 use analyzer_domain::tenants::TenantId;
@@ -548,12 +548,9 @@ impl VectorStore for EdgeStore {
         let ids = revision_point_ids(tenant, document_id, revision, count)
             .map(PointId::Uuid)
             .collect();
-        let mut payload = serde_json::Map::new();
-        payload.insert(keys::METADATA.to_owned(), Value::Object(metadata));
-        // Top-level keys are replaced whole: the old metadata goes.
         self.write(vec![UpdateOperation::PayloadOperation(
             PayloadOps::SetPayload(SetPayloadOp {
-                payload: Payload(payload),
+                payload: Payload(metadata_payload(metadata)),
                 points: Some(ids),
                 filter: None,
                 key: None,
