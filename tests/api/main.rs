@@ -3,6 +3,7 @@
 //! and drives it over HTTP. Scenarios marked so run on SQLite and on
 //! PostgreSQL.
 
+mod backup;
 mod bad_input;
 mod cache;
 mod cli;

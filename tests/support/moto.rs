@@ -1,5 +1,6 @@
 //! moto's AWS server (`pip install 'moto[server]'`), started by a test on a
-//! free loopback port and stopped with it, plus an SSM client pointed at it.
+//! free loopback port and stopped with it, plus SSM and S3 clients pointed
+//! at it.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -84,6 +85,21 @@ impl Moto {
             ))
             .build();
         aws_sdk_ssm::Client::from_conf(config)
+    }
+
+    /// An S3 client for the test's own setup (path-style, as the service
+    /// addresses a custom endpoint).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
     }
 
     /// Create or overwrite a parameter.

@@ -21,7 +21,7 @@ use crate::secrets::{Overlay, ParameterStore, changed_names};
 use crate::usage::UsageRecorder;
 use analyzer_domain::analyze::{Analyst, ExtractiveAnalyst};
 use analyzer_domain::embed::{Embedder, HashEmbedder};
-use analyzer_store::Db;
+use analyzer_store::{Backend, Db};
 use analyzer_vectors::VectorStore;
 use analyzer_vectors::breaker::{Breaker, BreakerStore};
 #[cfg(feature = "edge")]
@@ -108,6 +108,21 @@ impl Application {
         }
 
         tokio::spawn(sweep_vector_journal(state.clone(), stop_rx.clone()));
+
+        // The embedded stores of a single host: `analyzer backup` asks
+        // this process for its copy of the vector store.
+        if state.config.qdrant.is_none() && state.db.backend() == Backend::Sqlite {
+            let data_dir = &state.config.data_dir;
+            if let Err(e) =
+                crate::control::listen(data_dir, Arc::clone(&state.vectors), stop_rx.clone())
+            {
+                tracing::warn!(
+                    error = %e,
+                    socket = %data_dir.join(crate::control::SOCKET).display(),
+                    "no control socket: `analyzer backup` cannot copy the vector store while serving"
+                );
+            }
+        }
 
         // The ledger's last flush must come after the last request: its
         // own stop is sent once the server has drained.
@@ -270,13 +285,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .await
         .context("reading the vector journal")?;
     let auth = Authenticator::from_config(&config)?;
-    let (embedder, analyst): (Arc<dyn Embedder>, Arc<dyn Analyst>) = match &config.openai {
-        Some(openai) => open_provider(openai)?,
-        None => (
-            Arc::new(HashEmbedder),
-            Arc::new(ExtractiveAnalyst::default()),
-        ),
-    };
+    let (embedder, analyst) = open_ai(&config)?;
     let vectors = open_vectors(&config, &db, embedder.as_ref()).await?;
     let (cache, redis): (Arc<dyn Cache>, _) = match &config.cache.redis_url {
         Some(url) => {
@@ -333,6 +342,18 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     });
     crate::gauges::observe(state.downgrade());
     Ok(state)
+}
+
+/// The configured embedder and analyst: the OpenAI-compatible provider's,
+/// or the built-in ones.
+pub fn open_ai(config: &Config) -> anyhow::Result<(Arc<dyn Embedder>, Arc<dyn Analyst>)> {
+    Ok(match &config.openai {
+        Some(openai) => open_provider(openai)?,
+        None => (
+            Arc::new(HashEmbedder),
+            Arc::new(ExtractiveAnalyst::default()),
+        ),
+    })
 }
 
 /// The OpenAI-compatible provider's embedder and analyst.
@@ -404,9 +425,15 @@ async fn open_edge(
         .with_search_ef(ef);
     if let Some(reason) = store.reconcile_reason() {
         let began = std::time::Instant::now();
-        let report = crate::documents::reconcile(db, &store, embedder, config.chunking)
-            .await
-            .context("reconciling the vector store with the database")?;
+        let report = crate::documents::reconcile(
+            db,
+            &store,
+            embedder,
+            config.chunking,
+            crate::documents::Payloads::Current,
+        )
+        .await
+        .context("reconciling the vector store with the database")?;
         tracing::info!(
             documents = report.documents,
             rebuilt = report.rebuilt,

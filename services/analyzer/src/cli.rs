@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `tenant …`, `token mint …`. Every
+//! The command line: `serve`, `migrate`, `tenant …`, `token mint …`,
+//! `usage report`, `backup`, `restore`. Every
 //! command reads the same configuration as `serve`; results go to stdout
 //! as JSON (or the bare token), logs to stderr.
 
@@ -40,6 +41,21 @@ enum Command {
     /// Usage reports from the ledger.
     #[command(subcommand)]
     Usage(UsageCommand),
+    /// Copy the embedded data (SQLite database, vector store) to a new or
+    /// empty directory or to `s3://bucket/prefix`, while a server on the
+    /// same data dir keeps serving; prints the backup's manifest.
+    Backup {
+        /// A directory, or `s3://BUCKET/PREFIX` (AWS SDK, default credentials).
+        #[arg(long)]
+        to: String,
+    },
+    /// Rebuild an empty data dir from a backup, then bring its vector store
+    /// in line with its database; prints what was done.
+    Restore {
+        /// A backup's directory or `s3://BUCKET/PREFIX`.
+        #[arg(long)]
+        from: String,
+    },
     /// Exit 0 if the server on this host answers `GET /health` with 200
     /// (the container's health check: the image has no shell or curl).
     Healthcheck {
@@ -221,6 +237,16 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
         Command::Token(TokenCommand::Mint(args)) => mint(config, args).await,
         Command::Usage(UsageCommand::Report { from, to, format }) => {
             usage_report(config, &from, &to, format).await
+        }
+        Command::Backup { to } => {
+            let manifest = crate::backup::backup(&config, &to).await?;
+            println!("{}", serde_json::to_string_pretty(&manifest)?);
+            Ok(())
+        }
+        Command::Restore { from } => {
+            let restored = crate::backup::restore(&config, &from).await?;
+            println!("{}", serde_json::to_string_pretty(&restored)?);
+            Ok(())
         }
         Command::Healthcheck { port } => healthcheck(port).await,
         // Run by `run` before any configuration is read.

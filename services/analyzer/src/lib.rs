@@ -14,8 +14,9 @@
 // checked). Each comment starts a layer.
 //
 // The backends' clients the request path shares, the server's loop, and
-// the child processes that read uploaded files.
+// the child processes that read uploaded files, the control socket.
 pub mod cache;
+pub mod control;
 pub mod openai;
 pub mod serve;
 pub mod uploads;
@@ -43,6 +44,8 @@ pub mod http;
 pub mod gauges;
 // Build, run and stop the application.
 pub mod app;
+// Backup and restore of a single host's embedded data.
+pub mod backup;
 // The command line.
 pub mod cli;
 

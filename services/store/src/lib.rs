@@ -16,6 +16,7 @@ use sqlx::AnyPool;
 
 mod api_keys;
 mod audit;
+mod backup;
 mod cleanups;
 mod collections;
 mod contexts;
@@ -29,6 +30,7 @@ mod tenants;
 mod usage;
 pub use api_keys::ApiKey;
 pub use audit::{AuditEntry, AuditFilter};
+pub use backup::{data_dir_lock_path, lock_data_dir};
 pub use cleanups::{DueCleanup, SettledMark, VectorRevision};
 pub use collections::{CollectionStats, DEFAULT_COLLECTION};
 pub use contexts::SearchContext;

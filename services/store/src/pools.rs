@@ -131,17 +131,11 @@ impl Db {
         if self.backend != Backend::Sqlite {
             return Ok(self);
         }
-        let path = data_dir.join("serve.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?;
-        file.try_lock().map_err(|_| {
+        let file = crate::lock_data_dir(data_dir)?.ok_or_else(|| {
             std::io::Error::other(format!(
                 "another `analyzer serve` uses this data dir ({} is locked); \
                  one server per SQLite database",
-                path.display()
+                crate::data_dir_lock_path(data_dir).display()
             ))
         })?;
         self._serving = Some(Arc::new(file));

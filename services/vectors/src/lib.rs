@@ -166,6 +166,18 @@ pub trait VectorStore: Send + Sync {
     /// Which implementation this is (for `/ready`).
     fn backend(&self) -> String;
 
+    /// Copy the store's files, consistent and flushed, into the new
+    /// directory `dest` while it keeps serving (a single host's backup).
+    /// Only the embedded store has files of its own to copy; a Qdrant
+    /// server is backed up by its own snapshots (docs/operations.md).
+    async fn snapshot_to(&self, dest: &std::path::Path) -> Result<(), VectorError> {
+        let _ = dest;
+        Err(VectorError::Unavailable(format!(
+            "{} is backed up by its own snapshots, not by `analyzer backup`",
+            self.backend()
+        )))
+    }
+
     /// The circuit breaker's state (`closed`, `half_open`, `open`) when the
     /// store is behind one.
     fn breaker_state(&self) -> Option<&'static str> {

@@ -140,6 +140,11 @@ impl VectorStore for Metered {
             .await
     }
 
+    async fn snapshot_to(&self, dest: &std::path::Path) -> Result<(), VectorError> {
+        self.measured("snapshot", self.inner.snapshot_to(dest))
+            .await
+    }
+
     async fn health(&self) -> Result<(), VectorError> {
         self.inner.health().await
     }

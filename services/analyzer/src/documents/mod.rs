@@ -21,7 +21,7 @@ pub use listing::{
     list, page_limit,
 };
 #[cfg(feature = "edge")]
-pub use reconcile::{Reconciled, reconcile};
+pub use reconcile::{Payloads, Reconciled, reconcile};
 pub use requests::{
     DEFAULT_COLLECTION, DocumentInput, DocumentItem, DocumentView, IngestRequest, IngestResponse,
     MAX_METADATA_BYTES, MAX_METADATA_FIELDS, Metadata, MetadataPatch, ValidIngest, collection_name,

@@ -21,6 +21,22 @@ pub struct Reconciled {
     pub chunks: usize,
     /// Points the database has no document revision for, removed.
     pub removed: usize,
+    /// Documents whose chunks' metadata was written again from the
+    /// database ([`Payloads::FromDatabase`]).
+    pub rewritten: usize,
+}
+
+/// What the shard's payloads are taken to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payloads {
+    /// Up to date wherever the chunks are: after an unclean stop, a
+    /// metadata change the shard may have lost is redone by the sweep
+    /// (its mark is committed before the change).
+    Current,
+    /// Possibly newer or older than the database: a restored backup's
+    /// shard was copied a moment apart from its database, so every
+    /// document's metadata is written again from the database.
+    FromDatabase,
 }
 
 /// Documents embedded per call while rebuilding.
@@ -37,6 +53,7 @@ pub async fn reconcile(
     store: &EdgeStore,
     embedder: &dyn Embedder,
     chunking: ChunkingConfig,
+    payloads: Payloads,
 ) -> Result<Reconciled, ServiceError> {
     let mut orphans = store.point_ids().await?;
     let mut report = Reconciled::default();
@@ -57,6 +74,12 @@ pub async fn reconcile(
             }
             if !complete {
                 missing.push((tenant, doc));
+            } else if payloads == Payloads::FromDatabase {
+                let metadata = doc.metadata.as_object().cloned().unwrap_or_default();
+                store
+                    .set_metadata(&tenant, &doc.id, &doc.revision, count, metadata)
+                    .await?;
+                report.rewritten += 1;
             }
         }
         if missing.is_empty() {

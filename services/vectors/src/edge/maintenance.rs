@@ -94,7 +94,7 @@ pub(super) fn maintain(shared: &Shared) {
             let Ok(mut state) = shared.state() else {
                 return;
             };
-            while !state.closing && !state.unflushed && !state.unoptimized {
+            while !state.closing && (state.paused || (!state.unflushed && !state.unoptimized)) {
                 state = match shared.wake.wait(state) {
                     Ok(state) => state,
                     Err(_) => return,
@@ -140,6 +140,7 @@ pub(super) fn maintain(shared: &Shared) {
             return;
         };
         state.working = false;
+        shared.idle.notify_all();
         let rest = std::time::Instant::now() + FLUSH_INTERVAL;
         while !state.closing {
             let left = rest.saturating_duration_since(std::time::Instant::now());

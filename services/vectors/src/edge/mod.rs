@@ -49,10 +49,12 @@ use analyzer_domain::tenants::TenantId;
 
 mod indexes;
 mod maintenance;
+mod snapshot;
 mod wal;
 
 use indexes::{create_payload_indexes, upgrade_payload_indexes};
 use maintenance::{maintain, stop_maintenance, sync_dir};
+pub use snapshot::copy_shards;
 use wal::prune_wal;
 
 /// The longest a write waits in memory before the shard is flushed.
@@ -120,7 +122,10 @@ struct Shared {
     /// [`EdgeStore::write`]).
     writers: tokio::sync::Semaphore,
     state: Mutex<State>,
+    /// Wakes the maintenance thread: there is work, or it should stop.
     wake: Condvar,
+    /// Signalled by the maintenance thread when it stops working.
+    idle: Condvar,
     /// The shard's directory as the kernel names it (absolute, links
     /// resolved), to find its inverted indexes' mappings.
     dir: PathBuf,
@@ -136,6 +141,8 @@ struct State {
     working: bool,
     /// The store is stopping: the maintenance thread ends, writes fail.
     closing: bool,
+    /// A copy of the files is being taken: the maintenance thread waits.
+    paused: bool,
 }
 
 impl std::fmt::Debug for EdgeStore {
@@ -258,6 +265,7 @@ impl EdgeStore {
                 ..State::default()
             }),
             wake: Condvar::new(),
+            idle: Condvar::new(),
             dir: std::fs::canonicalize(&path)
                 .map_err(|e| VectorError::Internal(format!("resolve {}: {e}", path.display())))?,
         });
@@ -405,8 +413,15 @@ impl EdgeStore {
         .map_err(|e| VectorError::Internal(format!("blocking task: {e}")))?
     }
 
-    /// Stop the maintenance thread, flush, and mark the stop clean.
+    /// Stop the maintenance thread, flush, and mark the stop clean, after
+    /// the write (or the copy, see `snapshot`) under way.
     async fn close(&self) -> Result<(), VectorError> {
+        let _turn = self
+            .shared
+            .writers
+            .acquire()
+            .await
+            .map_err(|_| VectorError::Unavailable("the vector store is closed".into()))?;
         let (shared, maintenance) = (Arc::clone(&self.shared), Arc::clone(&self.maintenance));
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
@@ -657,6 +672,10 @@ impl VectorStore for EdgeStore {
     fn maintenance_pending(&self) -> Option<bool> {
         let state = self.shared.state().ok()?;
         Some(state.unflushed || state.unoptimized || state.working)
+    }
+
+    async fn snapshot_to(&self, dest: &Path) -> Result<(), VectorError> {
+        self.snapshot(dest).await
     }
 
     async fn flush(&self) -> Result<(), VectorError> {

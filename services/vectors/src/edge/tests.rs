@@ -677,3 +677,70 @@ async fn data_survives_reopening_the_shard() {
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].document_id, "d1");
 }
+
+#[tokio::test]
+async fn a_snapshot_taken_while_writes_go_on_holds_every_write_acknowledged_before_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = tempfile::tempdir().expect("tempdir");
+    let t = TenantId::generate();
+    let store = Arc::new(EdgeStore::open(dir.path(), "m", VectorSpace::Dense(2)).expect("open"));
+    for i in 0..50 {
+        store
+            .upsert(
+                &t,
+                vec![point(&format!("before-{i}"), 0, vec![0.0, 1.0], json!({}))],
+            )
+            .await
+            .expect("upsert");
+    }
+    let writer = {
+        let (store, t) = (Arc::clone(&store), t.clone());
+        tokio::spawn(async move {
+            for i in 0..200 {
+                store
+                    .upsert(
+                        &t,
+                        vec![point(&format!("during-{i}"), 0, vec![1.0, 0.0], json!({}))],
+                    )
+                    .await
+                    .expect("upsert during the snapshot");
+            }
+        })
+    };
+    store
+        .snapshot_to(&copy.path().join("vectors"))
+        .await
+        .expect("snapshot");
+    assert_eq!(
+        hits(&store, &t).await,
+        10,
+        "the store serves after the copy"
+    );
+    writer.await.expect("writer");
+
+    let copied = EdgeStore::open(&copy.path().join("vectors"), "m", VectorSpace::Dense(2))
+        .expect("the copy opens as a shard");
+    assert_eq!(
+        copied.reconcile_reason(),
+        Some("the shard was not stopped cleanly"),
+        "a restored copy is always checked against the database"
+    );
+    let ids = copied.point_ids().await.expect("ids");
+    for i in 0..50 {
+        assert!(
+            ids.contains(&point_id(&t, &format!("before-{i}"), "r1", 0)),
+            "before-{i} was written before the snapshot began"
+        );
+    }
+    assert!(ids.len() <= 250);
+    assert!(
+        !copy.path().join("vectors/m").join(CLEAN_STOP).exists(),
+        "no clean-stop marker is copied"
+    );
+    drop(copied);
+    store.flush().await.expect("clean stop");
+    assert!(
+        store.snapshot_to(&copy.path().join("again")).await.is_err(),
+        "a closed store takes no snapshot"
+    );
+}

@@ -1,7 +1,7 @@
 //! Edge's write-ahead log: closed segments pruned before the shard opens
 //! (docs/decisions/edge-wal-segments.md).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Remove the closed segments of the shard's write-ahead log in `dir` but
 /// the newest, before Edge opens it; how many and their bytes.
@@ -16,17 +16,35 @@ use std::path::Path;
 /// made it, ignoring a later write numbered lower. Oldest first, so that a
 /// crash midway leaves an unbroken run, as the log requires.
 pub(super) fn prune_wal(dir: &Path) -> std::io::Result<(usize, u64)> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
-        Err(e) => return Err(e),
-    };
+    if !dir.exists() {
+        return Ok((0, 0));
+    }
     // The lock Edge holds on the log while a shard is open: one another
     // process has open is left to fail to open here.
     let lock = std::fs::File::open(dir)?;
     if lock.try_lock().is_err() {
         return Ok((0, 0));
     }
+    let closed = prunable(dir)?;
+    let mut bytes = 0;
+    for segment in &closed {
+        bytes += std::fs::metadata(segment)?.len();
+        std::fs::remove_file(segment)?;
+    }
+    if !closed.is_empty() {
+        lock.sync_all()?;
+    }
+    Ok((closed.len(), bytes))
+}
+
+/// The log's closed segments in `dir` but the newest, oldest first: what
+/// [`prune_wal`] removes and a copy of the shard leaves out.
+pub(super) fn prunable(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
     let mut closed = Vec::new();
     for entry in entries {
         let entry = entry?;
@@ -41,13 +59,5 @@ pub(super) fn prune_wal(dir: &Path) -> std::io::Result<(usize, u64)> {
     }
     closed.sort_unstable();
     closed.pop();
-    let mut bytes = 0;
-    for (_, segment) in &closed {
-        bytes += std::fs::metadata(segment)?.len();
-        std::fs::remove_file(segment)?;
-    }
-    if !closed.is_empty() {
-        lock.sync_all()?;
-    }
-    Ok((closed.len(), bytes))
+    Ok(closed.into_iter().map(|(_, path)| path).collect())
 }
