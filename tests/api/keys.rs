@@ -417,3 +417,149 @@ async fn the_audit_log_has_each_admin_action_with_its_actor_and_no_secret() {
     let (status, _) = s.get("/v1/admin/audit", &key).await;
     assert_eq!(status, 401, "a revoked key");
 }
+
+/// Poll `path` on `s` with `credential` until it is refused with 401 or
+/// 403; how long that took. Fails past `within`.
+async fn refused_within(s: &TestServer, credential: &str, within: Duration) -> Duration {
+    let began = Instant::now();
+    loop {
+        let r = s
+            .request(reqwest::Method::GET, "/v1/me", credential)
+            .send()
+            .await
+            .expect("me");
+        let (status, _) = split(r).await;
+        if status == 401 || status == 403 {
+            return began.elapsed();
+        }
+        assert!(
+            began.elapsed() < within,
+            "still accepted after {:?}",
+            began.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_to_credentials_reach_every_task_at_once_not_when_the_cache_expires() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    // Trusted for ten minutes: only the announcement can explain a refusal.
+    let long_cache = Options {
+        env: vec![("ANALYZER_TENANT_CACHE_MS".into(), "600000".into())],
+        ..Options::default()
+    };
+    let dirs = [
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    ];
+    let mut servers = Vec::new();
+    for dir in &dirs {
+        let server = TestServer::start(dir.path(), Some(&pg.url), long_cache.clone())
+            .await
+            .expect("server starts");
+        servers.push(server);
+    }
+    let (one, two) = (&servers[0], &servers[1]);
+    let admin = admin_token();
+    let within = Duration::from_secs(5);
+
+    let (keyed, _) = one.tenant("Keyed", "premium").await;
+    let (_, created) = create_key(one, &keyed, &json!({"name": "batch"})).await;
+    let (key, key_id) = (
+        created["key"].as_str().expect("key").to_owned(),
+        created["id"].as_str().expect("id").to_owned(),
+    );
+    let (signed_out, old_token) = one.tenant("Signed Out", "standard").await;
+    let (suspended, suspended_token) = one.tenant("Suspended", "standard").await;
+    let (deleted, deleted_token) = one.tenant("Deleted", "standard").await;
+    // The listeners lose their connections; they reconnect (and forget
+    // what they had cached, as changes may have gone unheard) and hear on.
+    let killed = terminate_listeners(&pg.url, 2).await;
+    assert!(killed >= 2, "each task listens: {killed} listeners");
+    listening(&pg.url, 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for credential in [&key, &old_token, &suspended_token, &deleted_token] {
+        let (status, me) = two.get("/v1/me", credential).await;
+        assert_eq!(status, 200, "the other task caches it first: {me}");
+    }
+
+    let (status, _) = one
+        .delete(&format!("/v1/admin/tenants/{keyed}/keys/{key_id}"), &admin)
+        .await;
+    assert_eq!(status, 204);
+    refused_within(two, &key, within).await;
+
+    // The whole second counts: the revocation is at the next one.
+    let (status, _) = one
+        .post(
+            &format!("/v1/admin/tenants/{signed_out}/tokens/revoke"),
+            &admin,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    refused_within(two, &old_token, within).await;
+
+    let r = one
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/v1/admin/tenants/{suspended}"),
+            &admin,
+        )
+        .json(&json!({"status": "suspended"}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status().as_u16(), 200);
+    refused_within(two, &suspended_token, within).await;
+
+    let (status, _) = one
+        .delete(&format!("/v1/admin/tenants/{deleted}"), &admin)
+        .await;
+    assert_eq!(status, 204);
+    refused_within(two, &deleted_token, within).await;
+}
+
+/// The connections to the database at `url` that listen.
+const LISTENERS: &str = "FROM pg_stat_activity WHERE datname = current_database() \
+     AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%'";
+
+/// Wait until `tasks` connections to the database at `url` listen.
+async fn listening(url: &str, tasks: i64) {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connection");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (listening,): (i64,) =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) {LISTENERS}")))
+                .fetch_one(&mut conn)
+                .await
+                .expect("count");
+        if listening >= tasks {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{listening} of {tasks} tasks listen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Once every task listens, terminate those connections; how many there
+/// were.
+async fn terminate_listeners(url: &str, tasks: i64) -> i64 {
+    use sqlx::Connection as _;
+    listening(url, tasks).await;
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connection");
+    let (killed,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT count(pg_terminate_backend(pid)) {LISTENERS}"
+    )))
+    .fetch_one(&mut conn)
+    .await
+    .expect("terminate");
+    killed
+}

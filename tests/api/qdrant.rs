@@ -531,3 +531,74 @@ async fn on_the_qdrant_path_metadata_changes_in_place_and_an_offboarded_tenant_l
         .await;
     assert_eq!(found["hits"][0]["document_id"], "gate", "{found}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offboarding_killed_before_its_vectors_are_removed_is_finished_after_the_restart() {
+    let qdrant = FakeQdrant::start(([127, 0, 0, 1], 0).into(), None)
+        .await
+        .expect("gRPC peer");
+    let addr = qdrant.addr;
+    let mut env = analyzer_tests::start_with(qdrant_env(&qdrant.url)).await;
+    let (a, token) = env.server.tenant("Killed Leaving", "premium").await;
+    let (b, other) = env.server.tenant("Killed Staying", "premium").await;
+    for t in [&token, &other] {
+        let documents: Vec<Value> = (0..5)
+            .map(|i| json!({"id": format!("log-{i}"), "text": format!("Lock keeper's log {i}: the gates were greased.")}))
+            .collect();
+        let (status, body) = env
+            .server
+            .post("/v1/documents", t, &json!({"documents": documents}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let others = qdrant.state.points_where(COLLECTION, "tenant_id", &b);
+    assert!(qdrant.state.points_where(COLLECTION, "tenant_id", &a) >= 5);
+
+    // The deletion commits in the database, its vectors cannot be removed
+    // (Qdrant is away), and the process dies (SIGKILL) before any retry.
+    let kept = qdrant.stop();
+    let (status, body) = env
+        .server
+        .delete(
+            &format!("/v1/admin/tenants/{a}"),
+            &analyzer_tests::admin_token(),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let qdrant = FakeQdrant::restart(addr, kept).await.expect("gRPC peer");
+    assert!(
+        qdrant.state.points_where(COLLECTION, "tenant_id", &a) >= 5,
+        "the vectors are still there when the process dies"
+    );
+    env.server = env.server.crash_and_restart().await.expect("start again");
+
+    // The restarted process finishes the deletion from the vector journal.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while qdrant.state.points_where(COLLECTION, "tenant_id", &a) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the deleted tenant's vectors were never removed after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        qdrant.state.points_where(COLLECTION, "tenant_id", &b),
+        others,
+        "another tenant lost vectors"
+    );
+    let (status, problem) = env.server.get("/v1/me", &token).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (401, Some("tenant_unknown")),
+        "{problem}"
+    );
+    let (_, found) = env
+        .server
+        .post(
+            "/v1/search",
+            &other,
+            &json!({"query": "gates greased", "top_k": 10}),
+        )
+        .await;
+    assert_eq!(found["hits"].as_array().map(Vec::len), Some(5), "{found}");
+}

@@ -21,7 +21,7 @@ use crate::secrets::{Overlay, ParameterStore, changed_names};
 use crate::usage::UsageRecorder;
 use analyzer_domain::analyze::{Analyst, ExtractiveAnalyst};
 use analyzer_domain::embed::{Embedder, HashEmbedder};
-use analyzer_store::{Backend, Db};
+use analyzer_store::{Announced, Backend, Db};
 use analyzer_vectors::VectorStore;
 use analyzer_vectors::breaker::{Breaker, BreakerStore};
 #[cfg(feature = "edge")]
@@ -108,6 +108,7 @@ impl Application {
         }
 
         tokio::spawn(sweep_vector_journal(state.clone(), stop_rx.clone()));
+        tokio::spawn(follow_announcements(state.clone(), stop_rx.clone()));
 
         // The embedded stores of a single host: `analyzer backup` asks
         // this process for its copy of the vector store.
@@ -205,6 +206,50 @@ async fn sweep_vector_journal(state: AppState, mut stop: watch::Receiver<bool>) 
             ),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "vector journal sweep failed; retrying later"),
+        }
+    }
+}
+
+/// Forget cached tenants and keys as other tasks announce their changes
+/// (PostgreSQL; see `analyzer_store::Listener`). A listener that cannot
+/// connect tries again every few seconds; meanwhile the caches' lifetime
+/// bounds how long a change goes unseen.
+async fn follow_announcements(state: AppState, mut stop: watch::Receiver<bool>) {
+    const RETRY: Duration = Duration::from_secs(5);
+    let store = state.config.store();
+    loop {
+        let listener = tokio::select! {
+            listener = analyzer_store::Listener::connect(&store) => listener,
+            _ = stop.changed() => return,
+        };
+        let mut listener = match listener {
+            Ok(Some(listener)) => listener,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for other tasks' changes to tenants and keys; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY) => continue,
+                    _ = stop.changed() => return,
+                }
+            }
+        };
+        // Changes made before this listener began may not have been heard.
+        state.auth.forget_all();
+        loop {
+            let announced = tokio::select! {
+                announced = listener.next() => announced,
+                _ = stop.changed() => return,
+            };
+            match announced {
+                Ok(Announced::Tenant(id)) => state.auth.invalidate_tenant(&id),
+                Ok(Announced::ApiKey(id)) => state.auth.forget_api_key(&id),
+                Ok(Announced::Missed) => state.auth.forget_all(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the connection that hears other tasks' changes; reconnecting");
+                    state.auth.forget_all();
+                    break;
+                }
+            }
         }
     }
 }

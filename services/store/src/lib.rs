@@ -14,6 +14,7 @@ use analyzer_domain::tenants::{InvalidValue, TenantId};
 use secrecy::SecretString;
 use sqlx::AnyPool;
 
+mod announce;
 mod api_keys;
 mod audit;
 mod backup;
@@ -28,6 +29,7 @@ mod metadata;
 mod pools;
 mod tenants;
 mod usage;
+pub use announce::{Announced, Listener};
 pub use api_keys::ApiKey;
 pub use audit::{AuditEntry, AuditFilter};
 pub use backup::{data_dir_lock_path, lock_data_dir};

@@ -16,6 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest as _, Sha256};
 
 use super::AuthError;
+use analyzer_domain::tenants::TenantId;
 use analyzer_store::{ApiKey, Db};
 
 /// What every key starts with, so that a leaked one is recognised (by
@@ -141,6 +142,18 @@ impl KeyCache {
     pub(super) fn forget(&self, id: &str) {
         if let Ok(mut entries) = self.entries.lock() {
             entries.remove(id);
+        }
+    }
+
+    pub(super) fn forget_tenant(&self, tenant: &TenantId) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|_, (key, _)| key.as_ref().is_none_or(|k| &k.tenant != tenant));
+        }
+    }
+
+    pub(super) fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
         }
     }
 

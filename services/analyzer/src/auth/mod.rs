@@ -376,9 +376,18 @@ impl Authenticator {
         self.api_keys.forget(id);
     }
 
-    /// Forget a cached tenant (after an admin change in this process).
+    /// Forget a cached tenant, and the keys cached for it (after an admin
+    /// change, in this process or announced by another).
     pub fn invalidate_tenant(&self, id: &TenantId) {
         self.tenants.invalidate(id);
+        self.api_keys.forget_tenant(id);
+    }
+
+    /// Forget every cached tenant and key (announcements of changes may
+    /// have been missed).
+    pub fn forget_all(&self) {
+        self.tenants.clear();
+        self.api_keys.clear();
     }
 }
 

@@ -102,6 +102,15 @@ impl TenantCache {
         (at.elapsed() <= analyzer_store::OUTAGE_FALLBACK_LIMIT).then(|| tenant.clone())
     }
 
+    pub(super) fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+        if let Ok(mut reading) = self.reading.lock() {
+            reading.clear();
+        }
+    }
+
     pub(super) fn invalidate(&self, id: &TenantId) {
         if let Ok(mut entries) = self.entries.lock() {
             entries.remove(id);

@@ -198,7 +198,7 @@ pub(super) async fn update(
     }
     found.finish()?;
     let tenant = tenants::update(&state.db, &id, tier, status).await?;
-    state.auth.invalidate_tenant(&id);
+    state.tenant_changed(&id).await;
     tracing::info!(tenant_id = %id, tier = tenant.tier.as_str(), status = tenant.status.as_str(), "tenant updated");
     let changed: Vec<String> = [
         tier.map(|t| format!("tier: {}", t.as_str())),
@@ -282,7 +282,7 @@ pub(super) async fn revoke_tokens(
     if !state.db.revoke_tokens(&id, after).await? {
         return Err(ServiceError::NotFound("tenant not found".into()).into());
     }
-    state.auth.invalidate_tenant(&id);
+    state.tenant_changed(&id).await;
     tracing::info!(tenant_id = %id, "tenant signed out everywhere");
     Ok(Json(TokensRevoked {
         tokens_valid_after: analyzer_store::rfc3339(
@@ -292,8 +292,8 @@ pub(super) async fn revoke_tokens(
 }
 
 /// Offboard a tenant: its documents, vectors, collections, cached results
-/// and API keys are removed, and its tokens and keys refused (at once by
-/// this task, within `ANALYZER_TENANT_CACHE_MS` by every other); its record
+/// and API keys are removed, and its tokens and keys refused at once by
+/// every task (announced to the others on PostgreSQL); its record
 /// (status `deleted`) and usage ledger are kept for billing. Safe to
 /// repeat; a crash midway is finished by the next start or the next call.
 #[utoipa::path(delete, path = "/v1/admin/tenants/{id}", operation_id = "admin_tenants_delete", tag = "admin", security(("bearer" = [])),
@@ -308,7 +308,7 @@ pub(super) async fn offboard(
 ) -> Result<StatusCode, ApiError> {
     let id = tenant_id(&id)?;
     let documents = crate::documents::offboard(&state.db, state.vectors.as_ref(), &id).await?;
-    state.auth.invalidate_tenant(&id);
+    state.tenant_changed(&id).await;
     // Everything the tenant had cached (its keys all start with its id).
     if let Err(e) = state.cache.forget(&id, "").await {
         tracing::warn!(error = %e, tenant_id = %id, "could not remove a deleted tenant's cached results; they expire unreachable");

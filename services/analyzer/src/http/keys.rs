@@ -59,8 +59,9 @@ pub(super) async fn list(
     Ok(Json(api_keys::list(&state.db, &tenant).await?))
 }
 
-/// Revoke an API key: refused at once by this task, by every task within
-/// `ANALYZER_TENANT_CACHE_MS`. Revoking it again is harmless.
+/// Revoke an API key: refused at once by every task (announced to the
+/// others on PostgreSQL; within `ANALYZER_TENANT_CACHE_MS` should the
+/// announcement be lost). Revoking it again is harmless.
 #[utoipa::path(delete, path = "/v1/admin/tenants/{id}/keys/{key_id}", tag = "admin", operation_id = "admin_keys_revoke",
     security(("bearer" = [])),
     params(
@@ -76,7 +77,7 @@ pub(super) async fn revoke(
 ) -> Result<StatusCode, ApiError> {
     let tenant = tenant_id(&id)?;
     api_keys::revoke(&state.db, &tenant, &key_id).await?;
-    state.auth.forget_api_key(&key_id);
+    state.api_key_revoked(&key_id).await;
     tracing::info!(tenant_id = %tenant, key_id = %key_id.chars().take(32).collect::<String>(), "API key revoked");
     Ok(StatusCode::NO_CONTENT)
 }

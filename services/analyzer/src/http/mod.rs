@@ -44,6 +44,7 @@ use crate::search::Retriever;
 use crate::usage::{UsageRecorder, metrics};
 use analyzer_domain::analyze::Analyst;
 use analyzer_domain::embed::Embedder;
+use analyzer_domain::tenants::TenantId;
 use analyzer_store::Db;
 use analyzer_telemetry::{self as telemetry, propagation};
 use analyzer_vectors::VectorStore;
@@ -90,6 +91,24 @@ impl AppState {
     /// A handle that does not keep the state alive (metric callbacks).
     pub fn downgrade(&self) -> std::sync::Weak<AppInner> {
         Arc::downgrade(&self.0)
+    }
+
+    /// After a change to the tenant's record has committed: forget its
+    /// cached record here, and announce the change to every other task
+    /// (PostgreSQL), which then forgets it too.
+    pub async fn tenant_changed(&self, tenant: &TenantId) {
+        self.auth.invalidate_tenant(tenant);
+        if let Err(e) = self.db.announce_tenant(tenant).await {
+            tracing::warn!(error = %e, tenant_id = %tenant, "could not announce a tenant's change; other tasks see it when their cached record expires");
+        }
+    }
+
+    /// After an API key was revoked: the same for the key.
+    pub async fn api_key_revoked(&self, id: &str) {
+        self.auth.forget_api_key(id);
+        if let Err(e) = self.db.announce_api_key(id).await {
+            tracing::warn!(error = %e, "could not announce a key's revocation; other tasks see it when their cached key expires");
+        }
     }
 
     /// A retriever over this state's stores, embedder and cache, for a
