@@ -352,6 +352,16 @@ impl EdgeStore {
         .await
     }
 
+    /// The writers' turn: one write (or copy, or the final flush) at a
+    /// time, in arrival order (see [`EdgeStore::write`]).
+    async fn turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, VectorError> {
+        self.shared
+            .writers
+            .acquire()
+            .await
+            .map_err(|_| VectorError::Unavailable("the vector store is closed".into()))
+    }
+
     async fn read<T, F>(&self, f: F) -> Result<T, VectorError>
     where
         T: Send + 'static,
@@ -379,12 +389,7 @@ impl EdgeStore {
     /// chunks (docs/benchmarks/history.md). Waiting writes wait here, as futures, in
     /// arrival order.
     async fn write(&self, operations: Vec<UpdateOperation>) -> Result<(), VectorError> {
-        let _turn = self
-            .shared
-            .writers
-            .acquire()
-            .await
-            .map_err(|_| VectorError::Unavailable("the vector store is closed".into()))?;
+        let _turn = self.turn().await?;
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
             if shared.state()?.closing {
@@ -416,12 +421,7 @@ impl EdgeStore {
     /// Stop the maintenance thread, flush, and mark the stop clean, after
     /// the write (or the copy, see `snapshot`) under way.
     async fn close(&self) -> Result<(), VectorError> {
-        let _turn = self
-            .shared
-            .writers
-            .acquire()
-            .await
-            .map_err(|_| VectorError::Unavailable("the vector store is closed".into()))?;
+        let _turn = self.turn().await?;
         let (shared, maintenance) = (Arc::clone(&self.shared), Arc::clone(&self.maintenance));
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {

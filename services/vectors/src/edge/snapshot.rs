@@ -18,12 +18,7 @@ impl EdgeStore {
     /// Copy the shard, flushed, into `dest/<the shard's directory name>`;
     /// `dest` is created.
     pub(super) async fn snapshot(&self, dest: &Path) -> Result<(), VectorError> {
-        let _turn = self
-            .shared
-            .writers
-            .acquire()
-            .await
-            .map_err(|_| VectorError::Unavailable("the vector store is closed".into()))?;
+        let _turn = self.turn().await?;
         let shared = Arc::clone(&self.shared);
         let src = self.path.clone();
         let dest = dest.to_owned();

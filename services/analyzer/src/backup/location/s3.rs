@@ -90,8 +90,11 @@ impl Bucket {
     }
 
     /// The object `path`, `None` if there is none.
-    pub(super) async fn get(&self, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let object = match self
+    async fn object(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<Option<aws_sdk_s3::operation::get_object::GetObjectOutput>> {
+        match self
             .client
             .get_object()
             .bucket(&self.bucket)
@@ -99,9 +102,16 @@ impl Bucket {
             .send()
             .await
         {
-            Ok(object) => object,
-            Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => return Ok(None),
+            Ok(object) => Ok(Some(object)),
+            Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => Ok(None),
             Err(e) => anyhow::bail!("reading {}: {}", self.url(path), DisplayErrorContext(&e)),
+        }
+    }
+
+    /// The content of the object `path`, `None` if there is none.
+    pub(super) async fn get(&self, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let Some(object) = self.object(path).await? else {
+            return Ok(None);
         };
         let bytes = object
             .body
@@ -114,15 +124,9 @@ impl Bucket {
     /// Download the object `path` into the new file `dest`, streamed.
     pub(super) async fn download(&self, path: &str, dest: &Path) -> anyhow::Result<()> {
         let object = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.key(path))
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("reading {}: {}", self.url(path), DisplayErrorContext(&e))
-            })?;
+            .object(path)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("{} is missing from the backup", self.url(path)))?;
         let mut body = object.body.into_async_read();
         let mut file = tokio::fs::File::create(dest)
             .await
