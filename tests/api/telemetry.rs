@@ -498,3 +498,43 @@ async fn the_last_spans_and_metrics_are_exported_at_shutdown() {
             .any(|n| n == "analyzer_http_requests")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_when_the_logs_are_cut_to_warnings() {
+    let otlp = OtlpReceiver::start().await;
+    let fake = FakeOpenAi::start(DIMS).await;
+    // What an operator sets to cut log volume (`analyzer::cli` stays at
+    // info for the line the test waits for: the address it listens on).
+    let env = observed(
+        &fake,
+        Some(&otlp),
+        &[("RUST_LOG", "warn,analyzer::cli=info")],
+    )
+    .await;
+    let s = &env.server;
+    let (_, token) = s.tenant("Quiet Logs", "standard").await;
+    let (status, body) = traced_post(s, "/v1/search", &token, &json!({"query": "anything"})).await;
+    assert_eq!(status, 200, "{body}");
+
+    let arrived = otlp
+        .wait_for(Duration::from_secs(15), |r| {
+            r.spans()
+                .iter()
+                .any(|s| s.name == "POST /v1/search" && s.trace_id == TRACE)
+        })
+        .await;
+    assert!(
+        arrived,
+        "no search span exported under RUST_LOG=warn; got {:?}",
+        otlp.spans()
+            .iter()
+            .map(|s| s.name.clone())
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        !s.output()
+            .lines()
+            .any(|line| line.contains("\"level\":\"INFO\"") && !line.contains("analyzer::cli")),
+        "RUST_LOG=warn still filters the logs"
+    );
+}

@@ -1,8 +1,9 @@
 //! Telemetry: how the service explains itself.
 //!
 //! - Logs: JSON lines (CloudWatch Logs) or human text, filtered by
-//!   `RUST_LOG`; every line written inside a request carries its trace id,
-//!   request id, route, tenant and tier ([`logs`]).
+//!   `RUST_LOG` (only logs: exported spans have their own filter,
+//!   `ANALYZER_TRACE_FILTER`); every line written inside a request carries
+//!   its trace id, request id, route, tenant and tier ([`logs`]).
 //! - Traces: `tracing` spans for the request, auth, cache, embedding,
 //!   vector search, LLM and store writes. When the standard `OTEL_*`
 //!   variables name an endpoint ([`export`]), tracing-opentelemetry turns
@@ -23,6 +24,7 @@ pub mod seat;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -100,16 +102,7 @@ impl Telemetry {
 /// exported, no OpenTelemetry span is built and requests pass their
 /// callers' trace context through (`propagation::Passthrough`).
 pub fn init(sink: Sink, exports: &Exports) -> anyhow::Result<Telemetry> {
-    // qdrant-edge logs its WAL at info and, at every start, two warnings
-    // about process-wide defaults (feature flags, an mmap probe) that Edge
-    // never initializes; they are not actionable, so its chatter is cut to
-    // what matters.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(
-            "info,sqlx=warn,qdrant_edge=warn,qdrant_edge::common::flags=error,\
-             qdrant_edge::common::mmap=error",
-        )
-    });
+    let (logged, request_fields) = (log_filter(), log_filter());
     let resource = exports.resource();
     let tracer = SdkTracerProvider::builder().with_resource(resource.clone());
     #[cfg(feature = "otlp")]
@@ -153,17 +146,24 @@ pub fn init(sink: Sink, exports: &Exports) -> anyhow::Result<Telemetry> {
     });
     SPANS_EXPORTED.store(exports.traces, std::sync::atomic::Ordering::Relaxed);
     let text = std::env::var("ANALYZER_LOG_FORMAT").is_ok_and(|v| v == "text");
+    // Each layer has its own filter: what is logged follows `RUST_LOG`,
+    // what is exported follows `ANALYZER_TRACE_FILTER`, so an operator who
+    // cuts the logs to warnings keeps the traces, and one who turns on
+    // debug logs does not flood the exporter.
     let registry = tracing_subscriber::registry()
-        .with(filter)
-        .with(otel)
-        .with(logs::RequestFieldsLayer);
+        .with(otel.map(|otel| otel.with_filter(trace_filter())))
+        .with(logs::RequestFieldsLayer.with_filter(request_fields));
     let writer = match sink {
         Sink::Stdout => BoxMakeWriter::new(std::io::stdout),
         Sink::Stderr => BoxMakeWriter::new(std::io::stderr),
     };
     let result = if text {
         registry
-            .with(tracing_subscriber::fmt::layer().with_writer(writer))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(writer)
+                    .with_filter(logged),
+            )
             .try_init()
     } else {
         registry
@@ -172,13 +172,33 @@ pub fn init(sink: Sink, exports: &Exports) -> anyhow::Result<Telemetry> {
                     .event_format(logs::JsonLines)
                     .fmt_fields(logs::NoSpanFields)
                     .with_ansi(false)
-                    .with_writer(writer),
+                    .with_writer(writer)
+                    .with_filter(logged),
             )
             .try_init()
     };
     // Already installed (tests): keep the first.
     let _ = result;
     Ok(Telemetry { tracer, meter })
+}
+
+/// Dependencies' chatter cut from both logs and traces by default:
+/// qdrant-edge logs its WAL at info and, at every start, two warnings about
+/// process-wide defaults (feature flags, an mmap probe) that Edge never
+/// initializes; they are not actionable.
+const QUIET: &str = "sqlx=warn,qdrant_edge=warn,qdrant_edge::common::flags=error,\
+                     qdrant_edge::common::mmap=error";
+
+/// What is logged: `RUST_LOG`, else info and above.
+fn log_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET}")))
+}
+
+/// Which spans are exported: `ANALYZER_TRACE_FILTER` (the syntax of
+/// `RUST_LOG`), else info and above, whatever `RUST_LOG` says.
+fn trace_filter() -> EnvFilter {
+    EnvFilter::try_from_env("ANALYZER_TRACE_FILTER")
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET}")))
 }
 
 /// Record the tenant id, tier and route of the request being served on
