@@ -3,10 +3,14 @@
 //! backends named by `DATABASE_URL`, `REDIS_URL`, `QDRANT_URL`,
 //! `OPENAI_BASE_URL` in the harness's environment), seeds tenants and a
 //! corpus through the public API, runs the scenarios and prints one
-//! Markdown table for docs/benchmarks.md. `-- --help` lists the options.
+//! Markdown table for docs/benchmarks.md. With `REDIS_URL` and a
+//! PostgreSQL `DATABASE_URL` (the production shape) it also counts the
+//! calls to each per request, and runs raw Redis GETs beside the cached
+//! search. `-- --help` lists the options.
 
 mod cgroup;
 mod corpus;
+mod counts;
 mod drive;
 
 use std::net::SocketAddr;
@@ -86,6 +90,9 @@ struct Row {
     anon_mib: f64,
     /// The server's cgroup's peak usage, MiB, under `--memory-limit`.
     cgroup_peak_mib: Option<f64>,
+    /// Calls to Redis and PostgreSQL per request, when they are the
+    /// backends.
+    per_request: Option<counts::PerRequest>,
 }
 
 /// The analyzer under load and what the harness knows of it.
@@ -389,6 +396,10 @@ const OPEN_LIMITS: [(&str, &str); 8] = [
 
 struct Bench {
     args: Args,
+    /// Counts the calls to Redis and PostgreSQL, when they are configured.
+    counter: Option<counts::Counter>,
+    /// Raw Redis GETs at the same connection count, with `REDIS_URL`.
+    raw_redis: Option<String>,
     /// The server's memory cgroup (`--memory-limit`).
     cgroup: Option<Arc<MemoryCgroup>>,
     window: (Duration, Duration),
@@ -407,8 +418,26 @@ impl Bench {
             ),
         };
         target.reset_peak();
-        let outcome = drive::run(target.addr, connections, pace, self.window, plan).await;
+        let outcome = drive::run(target.addr, connections, pace, self.window, plan.clone()).await;
         self.record(target, &name, connections, outcome);
+        if let Some(counter) = &self.counter {
+            match counter
+                .pass(&target.server.http, &target.server.base, &plan)
+                .await
+            {
+                Ok(per) => {
+                    eprintln!(
+                        "  per request: {:.2} Redis commands, {:.2} database transactions",
+                        per.redis_total().unwrap_or(0.0),
+                        per.database.unwrap_or(0.0)
+                    );
+                    if let Some(row) = self.rows.last_mut() {
+                        row.per_request = Some(per);
+                    }
+                }
+                Err(e) => eprintln!("  counting the backends' calls failed: {e:#}"),
+            }
+        }
     }
 
     fn record(&mut self, target: &Target, name: &str, connections: usize, outcome: Outcome) {
@@ -420,6 +449,7 @@ impl Bench {
             anon_mib: target.anon_mib(),
             cgroup_peak_mib: target.cgroup.as_ref().map(|g| g.peak_mib()),
             outcome,
+            per_request: None,
         };
         eprintln!("{}", line(&mut row));
         for (problem, count) in target.new_problems() {
@@ -454,6 +484,10 @@ impl Bench {
         });
         self.measure(target, "cached search", self.args.connections, plan)
             .await;
+        self.raw_redis = counts::raw_redis_get(self.args.connections).await;
+        if let Some(raw) = &self.raw_redis {
+            eprintln!("  {raw}");
+        }
         Ok(())
     }
 
@@ -763,6 +797,8 @@ async fn main() -> anyhow::Result<()> {
         .map(Arc::new);
     let mut bench = Bench {
         args,
+        counter: counts::Counter::from_env(),
+        raw_redis: None,
         cgroup,
         window,
         rows: Vec::new(),
@@ -809,6 +845,36 @@ async fn main() -> anyhow::Result<()> {
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |{cgroup_rule}");
     for row in &mut bench.rows {
         println!("{}", line(row));
+    }
+    if let Some(raw) = &bench.raw_redis {
+        println!("\n{raw}");
+    }
+    if bench.rows.iter().any(|r| r.per_request.is_some()) {
+        println!(
+            "\nCalls to the backends per request ({} sequential requests after each measurement):\n",
+            counts::REQUESTS
+        );
+        println!("| scenario | Redis commands | by command | PostgreSQL transactions |");
+        println!("| --- | --- | --- | --- |");
+        for row in &bench.rows {
+            let Some(per) = &row.per_request else {
+                continue;
+            };
+            let by: Vec<String> = per
+                .redis
+                .iter()
+                .flatten()
+                .map(|(name, n)| format!("{name} {n:.2}"))
+                .collect();
+            let number = |n: Option<f64>| n.map_or("-".to_owned(), |n| format!("{n:.2}"));
+            println!(
+                "| {} | {} | {} | {} |",
+                row.name,
+                number(per.redis_total()),
+                by.join(", "),
+                number(per.database)
+            );
+        }
     }
     let p99 = |name: &str, rows: &mut [Row]| {
         rows.iter_mut()
