@@ -41,7 +41,8 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn merge(&mut self, other: Outcome) {
+    /// Add `other`'s calls to these (the same window).
+    pub fn merge(&mut self, other: Outcome) {
         self.micros.extend(other.micros);
         for (status, n) in other.statuses {
             *self.statuses.entry(status).or_default() += n;

@@ -78,6 +78,10 @@ enum Scenario {
     Analyze,
     Mix,
     NoisyNeighbour,
+    /// Three servers on one PostgreSQL and one Redis (needs both): each
+    /// tenant's admitted requests against its tier's limit, and the
+    /// fleet's throughput.
+    Fleet,
 }
 
 /// One line of the report.
@@ -639,6 +643,103 @@ impl Bench {
         Ok(())
     }
 
+    /// Three servers sharing one PostgreSQL and one Redis, the load spread
+    /// evenly over them: two tenants (one per tier) each sending far more
+    /// than its tier's rate allows. Each tenant's admitted requests in the
+    /// measured window are compared with what its limit allows in it (the
+    /// burst of a whole minute is spent in the warm-up); the fleet's
+    /// throughput (every answer, 429s included) is in the rows. Lines for
+    /// the report.
+    async fn fleet(&mut self) -> anyhow::Result<Vec<String>> {
+        const SERVERS: usize = 3;
+        const LIMITS: [(&str, &str, u32); 2] = [
+            (
+                "premium",
+                "ANALYZER_TIER_PREMIUM_REQUESTS_PER_MINUTE",
+                120_000,
+            ),
+            (
+                "standard",
+                "ANALYZER_TIER_STANDARD_REQUESTS_PER_MINUTE",
+                30_000,
+            ),
+        ];
+        let database = std::env::var("DATABASE_URL").unwrap_or_default();
+        if !database.starts_with("postgres") || std::env::var("REDIS_URL").is_err() {
+            bail!(
+                "the fleet scenario needs a PostgreSQL DATABASE_URL and REDIS_URL: three servers share them"
+            );
+        }
+        let rates: Vec<(String, String)> = LIMITS
+            .iter()
+            .map(|(_, name, limit)| ((*name).to_owned(), limit.to_string()))
+            .collect();
+        let mut limits: Vec<(&str, &str)> = rates
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        limits.extend([
+            ("ANALYZER_TIER_PREMIUM_CONCURRENT_REQUESTS", "100000"),
+            ("ANALYZER_TIER_STANDARD_CONCURRENT_REQUESTS", "100000"),
+            ("ANALYZER_EXPECTED_TASKS", "3"),
+        ]);
+        let mut servers = Vec::new();
+        for _ in 0..SERVERS {
+            servers.push(Target::start(&limits, None).await?);
+        }
+        let mut tokens = Vec::new();
+        for (tier, _, _) in LIMITS {
+            let token = servers[0].tenant(&format!("fleet {tier}"), tier).await;
+            // One cached query: the load measures admission, not retrieval.
+            servers[0]
+                .server
+                .post("/v1/search", &token, &json!({"query": "fleet", "top_k": 1}))
+                .await;
+            tokens.push(token);
+        }
+        let per_run = (self.args.connections / (SERVERS * LIMITS.len())).max(1);
+        let mut runs = Vec::new();
+        for target in &servers {
+            for token in &tokens {
+                let token = Arc::clone(token);
+                let plan: Plan = Arc::new(move |_, _| {
+                    post("/v1/search", &token, json!({"query": "fleet", "top_k": 1}))
+                });
+                runs.push(drive::run(
+                    target.addr,
+                    per_run,
+                    Pace::Closed,
+                    self.window,
+                    plan,
+                ));
+            }
+        }
+        let outcomes = futures::future::join_all(runs).await;
+        let mut lines = vec![String::new()];
+        let mut by_tenant: Vec<Outcome> = (0..LIMITS.len()).map(|_| Outcome::default()).collect();
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            by_tenant[i % LIMITS.len()].merge(outcome);
+        }
+        let seconds = self.window.1.as_secs_f64();
+        for ((tier, _, limit), outcome) in LIMITS.iter().zip(by_tenant) {
+            let admitted = outcome.statuses.get(&200).copied().unwrap_or(0);
+            let allowed = f64::from(*limit) * seconds / 60.0;
+            lines.push(format!(
+                "fleet of {SERVERS}: the {tier} tenant ({limit}/min) was admitted {admitted} requests in {seconds:.0} s, its limit allows {allowed:.0}: {:+.1}%",
+                (admitted as f64 / allowed - 1.0) * 100.0
+            ));
+            let mut outcome = outcome;
+            outcome.window = self.window.1;
+            self.record(
+                &servers[0],
+                &format!("fleet of {SERVERS}, {tier} tenant (200s and 429s)"),
+                per_run * SERVERS,
+                outcome,
+            );
+        }
+        Ok(lines)
+    }
+
     /// A premium tenant at a steady rate, alone and then while a standard
     /// tenant floods the service at its concurrency cap: the premium
     /// tenant's p99 must not rise by more than 20%.
@@ -803,7 +904,9 @@ async fn main() -> anyhow::Result<()> {
         window,
         rows: Vec::new(),
     };
-    let throughput = scenarios.iter().any(|s| *s != Scenario::NoisyNeighbour);
+    let throughput = scenarios
+        .iter()
+        .any(|s| !matches!(s, Scenario::NoisyNeighbour | Scenario::Fleet));
     if throughput {
         let target = Target::start(&OPEN_LIMITS, bench.cgroup.clone()).await?;
         for scenario in &scenarios {
@@ -814,12 +917,16 @@ async fn main() -> anyhow::Result<()> {
                 Scenario::PdfIngest => bench.pdf_ingest(&target).await?,
                 Scenario::Analyze => bench.analyze(&target).await?,
                 Scenario::Mix => bench.mix(&target).await?,
-                Scenario::NoisyNeighbour => {}
+                Scenario::NoisyNeighbour | Scenario::Fleet => {}
             }
         }
     }
     if scenarios.contains(&Scenario::NoisyNeighbour) {
         bench.noisy_neighbour().await?;
+    }
+    let mut fleet_lines = Vec::new();
+    if scenarios.contains(&Scenario::Fleet) {
+        fleet_lines = bench.fleet().await?;
     }
 
     println!("\nmachine: {}", machine());
@@ -845,6 +952,9 @@ async fn main() -> anyhow::Result<()> {
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |{cgroup_rule}");
     for row in &mut bench.rows {
         println!("{}", line(row));
+    }
+    for line in &fleet_lines {
+        println!("{line}");
     }
     if let Some(raw) = &bench.raw_redis {
         println!("\n{raw}");
