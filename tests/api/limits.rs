@@ -494,3 +494,44 @@ async fn a_tier_change_takes_effect_within_seconds() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limits_script_is_loaded_again_when_redis_forgets_it() {
+    let Some(redis) = OwnRedis::start(None).await else {
+        return;
+    };
+    let env = start(
+        Db::Sqlite,
+        Options {
+            env: vec![("REDIS_URL".into(), redis.url())],
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("server");
+    let s = &env.server;
+    let (_, token) = s.tenant("Scripts", "standard").await;
+    let first = get_usage(s, &token).await;
+    assert_eq!(first.status, 200);
+
+    // What a restarted Redis (or SCRIPT FLUSH) leaves: no script cached.
+    let flushed = std::process::Command::new("redis-cli")
+        .args(["-u", &redis.url(), "SCRIPT", "FLUSH"])
+        .output()
+        .expect("redis-cli");
+    assert!(flushed.status.success());
+    let second = get_usage(s, &token).await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(
+        second.remaining,
+        first.remaining.map(|r| r - 1),
+        "the budget in Redis counted the request"
+    );
+    assert_eq!(
+        s.metric("analyzer_limit_fallbacks_total")
+            .await
+            .unwrap_or(0.0),
+        0.0,
+        "no decision fell back to the local share"
+    );
+}

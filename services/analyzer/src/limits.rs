@@ -26,7 +26,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 
 use analyzer_store::gate::DbGate;
 
-use crate::cache::{CacheError, RedisCache, redis_error};
+use crate::cache::{CacheError, RedisCache, Script};
 use analyzer_domain::tenants::{TenantId, Tier};
 
 /// The rate window the limits are stated in.
@@ -61,6 +61,8 @@ redis.call('ZADD', KEYS[2], now + lease, ARGV[4])
 redis.call('PEXPIRE', KEYS[2], lease)
 return {1, math.floor((now + window - new_tat) / interval), 0, math.ceil(new_tat - now), inflight + 1}
 ";
+
+static ADMIT: Script = Script::new(ADMIT_LUA);
 
 /// Which limit refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,25 +381,22 @@ impl Limiter {
         tenant: &TenantId,
         tier: Tier,
     ) -> Result<Result<(String, RateState), Refusal>, CacheError> {
-        use fred::interfaces::LuaInterface as _;
-        let client = redis.fast()?;
         let limits = self.limits(tier);
         let member = uuid::Uuid::new_v4().to_string();
         let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
-        let reply: Vec<i64> = client
-            .eval(
-                ADMIT_LUA,
+        let reply: Vec<i64> = redis
+            .run(
+                &ADMIT,
                 vec![rate_key(tenant), inflight_key(tenant)],
                 vec![
-                    limits.requests_per_minute.to_string(),
-                    WINDOW.as_millis().to_string(),
-                    limits.concurrent_requests.to_string(),
-                    member.clone(),
-                    lease_ms.to_string(),
+                    limits.requests_per_minute.to_string().into(),
+                    WINDOW.as_millis().to_string().into(),
+                    limits.concurrent_requests.to_string().into(),
+                    member.clone().into(),
+                    lease_ms.to_string().into(),
                 ],
             )
-            .await
-            .map_err(redis_error)?;
+            .await?;
         let [admitted, remaining, retry_ms, reset_ms, in_flight] = reply[..] else {
             return Err(CacheError("unexpected reply from the limits script".into()));
         };

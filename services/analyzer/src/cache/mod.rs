@@ -25,8 +25,7 @@ mod redis;
 
 pub use bound::in_process_bound;
 pub use memory::MemoryCache;
-pub use redis::RedisCache;
-pub(crate) use redis::redis_error;
+pub use redis::{RedisCache, Script};
 
 /// The query cache.
 #[derive(Debug, Clone)]

@@ -77,9 +77,54 @@ impl RedisCache {
     pub async fn quit(&self) {
         let _ = self.client.quit().await;
     }
+
+    /// Run `script` on `keys` and `args`.
+    pub async fn run<R: FromValue>(
+        &self,
+        script: &Script,
+        keys: Vec<String>,
+        args: Vec<Value>,
+    ) -> Result<R, CacheError> {
+        let client = self.fast()?;
+        if let Some(sha) = script.sha.get() {
+            match client
+                .evalsha(sha.as_str(), keys.clone(), args.clone())
+                .await
+            {
+                // Redis restarted (or flushed its scripts): load it again.
+                Err(e) if e.details().starts_with("NOSCRIPT") => {}
+                answer => return answer.map_err(redis_error),
+            }
+        }
+        let sha: String = client.script_load(script.lua).await.map_err(redis_error)?;
+        let _ = script.sha.set(sha.clone());
+        client.evalsha(sha, keys, args).await.map_err(redis_error)
+    }
 }
 
-pub(crate) fn redis_error(e: fred::error::Error) -> CacheError {
+/// A Lua script, run by its SHA-1 (`EVALSHA`) once Redis has it: `EVAL`
+/// sent the script's text with every call (a kilobyte copied per request,
+/// and hashed by Redis each time). The SHA-1 is the text's, so it stays
+/// valid when Redis restarts; the script is loaded again then.
+pub struct Script {
+    lua: &'static str,
+    sha: std::sync::OnceLock<String>,
+}
+
+impl Script {
+    /// The script with this text.
+    pub const fn new(lua: &'static str) -> Self {
+        Self {
+            lua,
+            sha: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+static PUT: Script = Script::new(PUT_LUA);
+static FORGET: Script = Script::new(FORGET_LUA);
+
+fn redis_error(e: fred::error::Error) -> CacheError {
     CacheError(e.to_string())
 }
 
@@ -169,7 +214,6 @@ impl Cache for RedisCache {
         ttl: Duration,
         budget: u64,
     ) -> Result<(), CacheError> {
-        use fred::interfaces::LuaInterface as _;
         let key = full_key(tenant, key);
         let size = (value.len() + key.len()) as u64;
         if size > budget {
@@ -178,9 +222,8 @@ impl Cache for RedisCache {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let [index, sizes, total] = books(tenant);
         let _total: i64 = self
-            .fast()?
-            .eval(
-                PUT_LUA,
+            .run(
+                &PUT,
                 vec![key, index, sizes, total],
                 vec![
                     fred::types::Value::Bytes(value),
@@ -189,23 +232,19 @@ impl Cache for RedisCache {
                     size.to_string().into(),
                 ],
             )
-            .await
-            .map_err(redis_error)?;
+            .await?;
         Ok(())
     }
 
     async fn forget(&self, tenant: &TenantId, prefix: &str) -> Result<u64, CacheError> {
-        use fred::interfaces::LuaInterface as _;
         let [index, sizes, total] = books(tenant);
         let gone: u64 = self
-            .fast()?
-            .eval(
-                FORGET_LUA,
+            .run(
+                &FORGET,
                 vec![index, sizes, total],
-                vec![full_key(tenant, prefix)],
+                vec![full_key(tenant, prefix).into()],
             )
-            .await
-            .map_err(redis_error)?;
+            .await?;
         Ok(gone)
     }
 
