@@ -535,3 +535,37 @@ async fn the_limits_script_is_loaded_again_when_redis_forgets_it() {
         "no decision fell back to the local share"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_redis_the_slot_of_a_client_that_went_away_is_released() {
+    let Some(redis) = OwnRedis::start(None).await else {
+        return;
+    };
+    let env = analyzer_tests::start_with(vec![
+        ("REDIS_URL".into(), redis.url()),
+        (
+            "ANALYZER_TIER_STANDARD_CONCURRENT_REQUESTS".into(),
+            "1".into(),
+        ),
+    ])
+    .await;
+    let s = &env.server;
+    let (_, token) = s.tenant("Gone", "standard").await;
+    let held = hold_open(s, &token).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get_usage(s, &token).await.status != 429 {
+        assert!(
+            Instant::now() < deadline,
+            "the held request never took the slot"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The client goes away mid-body: its request ends, and so does its
+    // lease in Redis (long before the lease's own expiry).
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get_usage(s, &token).await.status != 200 {
+        assert!(Instant::now() < deadline, "the slot was never released");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -69,7 +69,7 @@ pub(super) async fn enforce(
             // A whole answer (every JSON one) frees its slot before it goes
             // out; a stream holds it until its last event.
             let permit = if http_body::Body::size_hint(&body).exact().is_some() {
-                permit.release().await;
+                permit.release();
                 None
             } else {
                 Some(permit)
