@@ -190,7 +190,7 @@ fn sha256_hex(parts: &[&str]) -> String {
         hash.update(part.as_bytes());
         hash.update([0x1e]);
     }
-    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(hash.finalize())
 }
 
 /// What a retrieval needs. Cheap to build per request.

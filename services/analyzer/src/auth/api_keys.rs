@@ -38,7 +38,7 @@ pub struct NewKey {
 pub fn generate() -> NewKey {
     let id: [u8; 8] = rand::random();
     let secret: [u8; 32] = rand::random();
-    let id = hex(&id);
+    let id = hex::encode(id);
     let secret = URL_SAFE_NO_PAD.encode(secret);
     NewKey {
         key: format!("{PREFIX}{id}_{secret}"),
@@ -60,11 +60,7 @@ pub fn display_prefix(id: &str) -> String {
 }
 
 fn hash(secret: &str) -> String {
-    hex(&Sha256::digest(secret.as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// Whether `secret` is the one whose hash is `stored`, in time that does

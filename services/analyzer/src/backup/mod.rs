@@ -19,7 +19,6 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncReadExt as _;
 
 use crate::app::connect_store;
 use crate::config::Config;
@@ -183,7 +182,11 @@ pub async fn restore(config: &Config, from: &str) -> anyhow::Result<Restored> {
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
         location.fetch(&file.path, &dest).await?;
-        let (bytes, sha256) = digest(&dest).await?;
+        let (bytes, sha256) = tokio::task::spawn_blocking({
+            let dest = dest.clone();
+            move || digest(&dest)
+        })
+        .await??;
         if bytes != file.bytes || sha256 != file.sha256 {
             bail!(
                 "{from}: {} does not match the manifest ({bytes} bytes, expected {}): \
@@ -402,13 +405,11 @@ fn describe(root: &Path) -> anyhow::Result<Vec<BackedUpFile>> {
                 .map(|c| c.as_os_str().to_str())
                 .collect::<Option<_>>()
                 .ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", path.display()))?;
-            let mut hasher = Sha256::new();
-            let mut file = std::fs::File::open(&path)?;
-            let bytes = std::io::copy(&mut file, &mut hasher)?;
+            let (bytes, sha256) = digest(&path)?;
             out.push(BackedUpFile {
                 path: name.join("/"),
                 bytes,
-                sha256: hex(&hasher.finalize()),
+                sha256,
             });
         }
         Ok(())
@@ -420,23 +421,14 @@ fn describe(root: &Path) -> anyhow::Result<Vec<BackedUpFile>> {
     Ok(files)
 }
 
-/// Size and SHA-256 of a file.
-async fn digest(path: &Path) -> anyhow::Result<(u64, String)> {
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .with_context(|| format!("reading {}", path.display()))?;
+/// Size and SHA-256 (hex) of a file: what a manifest says of it.
+fn digest(path: &Path) -> anyhow::Result<(u64, String)> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let mut hasher = Sha256::new();
-    let mut buffer = vec![0; 256 * 1024];
-    let mut bytes = 0u64;
-    loop {
-        let n = file.read(&mut buffer).await?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-        bytes += n as u64;
-    }
-    Ok((bytes, hex(&hasher.finalize())))
+    let bytes = std::io::copy(&mut file, &mut hasher)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok((bytes, hex::encode(hasher.finalize())))
 }
 
 /// A manifest's path as a relative path that stays inside the backup: a
@@ -451,10 +443,6 @@ fn relative_path(path: &str) -> anyhow::Result<PathBuf> {
         bail!("the backup's manifest names {path:?}, not a path inside the backup");
     }
     Ok(relative)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn now() -> String {
