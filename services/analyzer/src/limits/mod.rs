@@ -1,68 +1,36 @@
 //! Per-tenant request limits that hold for the whole fleet: requests per
 //! minute and requests in flight, by tier.
 //!
-//! Both are one GCRA budget and one lease set per tenant. With Redis, every
-//! task checks and updates them in one atomic script on Redis's clock
-//! (`{tenant}:rate`, `{tenant}:inflight`: the hash tag keeps a tenant's keys
-//! in one cluster slot), so the fleet together admits no more than the
-//! tier's limits. Without Redis, or while it is unreachable, each process
-//! enforces them itself with `governor` (the engine of tower-governor) and
-//! its own in-flight counters: at the full limit when no Redis is
-//! configured, at `limit / ANALYZER_EXPECTED_TASKS` while a configured Redis
-//! is down, never unlimited and never refusing everyone.
+//! Both are one GCRA budget and one set of concurrency slots per tenant.
+//! With Redis, the budget and the slots live there, on Redis's clock, and
+//! each task leases a share of them at a time (`lease`), so that the fleet
+//! together admits no more than the tier's limits. Without Redis, or while
+//! it is unreachable, each process enforces them itself with `governor`
+//! (the engine of tower-governor) and its own in-flight counters (`local`):
+//! at the full limit when no Redis is configured, at
+//! `limit / ANALYZER_EXPECTED_TASKS` while a configured Redis is down, never
+//! unlimited and never refusing everyone.
 //!
 //! The rate budget allows a burst of the whole minute's limit and refills
 //! at `limit` per minute: the `limit + 1`th request in a burst is refused.
 
+mod lease;
+mod local;
+
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use governor::clock::{Clock as _, DefaultClock};
-use governor::middleware::StateInformationMiddleware;
-use governor::{DefaultKeyedRateLimiter, Quota};
-
 use analyzer_store::gate::DbGate;
 
-use crate::cache::{CacheError, RedisCache, Script};
+use crate::cache::RedisCache;
 use analyzer_domain::tenants::{TenantId, Tier};
+use lease::{Leases, TenantLease};
+use local::Local;
 
 /// The rate window the limits are stated in.
 const WINDOW: Duration = Duration::from_secs(60);
-
-/// Checks the rate budget and takes an in-flight lease in one step.
-/// KEYS: rate, inflight. ARGV: rate limit, window ms, concurrency cap,
-/// lease member, lease ms. Returns {admitted (1/0/-1 for over the
-/// concurrency cap), remaining, retry_after ms, reset ms, in flight}.
-const ADMIT_LUA: &str = r"
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local cap = tonumber(ARGV[3])
-local lease = tonumber(ARGV[5])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local inflight = redis.call('ZCARD', KEYS[2])
-local interval = window / limit
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-if inflight >= cap then
-  return {-1, math.floor((now + window - tat) / interval), 1000, math.ceil(tat - now), inflight}
-end
-local new_tat = tat + interval
-local allow_at = new_tat - window
-if now < allow_at then
-  return {0, 0, math.ceil(allow_at - now), math.ceil(tat - now), inflight}
-end
-redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now) + 1)
-redis.call('ZADD', KEYS[2], now + lease, ARGV[4])
-redis.call('PEXPIRE', KEYS[2], lease)
-return {1, math.floor((now + window - new_tat) / interval), 0, math.ceil(new_tat - now), inflight + 1}
-";
-
-static ADMIT: Script = Script::new(ADMIT_LUA);
 
 /// Which limit refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,86 +80,43 @@ pub struct Refusal {
 
 /// An admitted request's hold on the tenant's concurrency; released when
 /// dropped (when the response body is finished).
-#[derive(Debug)]
 pub struct Permit {
     counter: Arc<AtomicU32>,
-    lease: Option<(Arc<RedisCache>, String, String)>,
+    /// The fleet lease the slot came from, and the tier's slack then.
+    lease: Option<(Arc<TenantLease>, u32)>,
 }
 
-impl Permit {
-    /// Give the slot back before the answer goes out, without waiting for
-    /// Redis: the removal is queued on the process's one Redis connection
-    /// now, so every command this process sends after it (the admission of
-    /// the client's next request, if it comes here) reaches Redis after
-    /// it, and a client at its cap that sends its next request the moment
-    /// it has this answer finds the slot free. (Removed after the answer
-    /// instead, the load harness's tenant flooding at its cap got 162
-    /// spurious 429s in 40,000 requests; waiting for Redis's reply cost
-    /// every answer a round trip.) A next request that lands on another
-    /// task is admitted by a command that left after this one; a lost
-    /// removal is undone by the lease's expiry.
-    pub fn release(mut self) {
-        if let Some((redis, key, member)) = self.lease.take() {
-            send_removal(redis, key, member);
-        }
+impl std::fmt::Debug for Permit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit")
+            .field("leased", &self.lease.is_some())
+            .finish_non_exhaustive()
     }
 }
 
-/// Queue the removal of an in-flight lease on the Redis connection now
-/// (the first poll of fred's command hands it to the connection's writer,
-/// in order) and let its reply arrive in the background; a lease that
-/// cannot be removed expires by itself.
-fn send_removal(redis: Arc<RedisCache>, key: String, member: String) {
-    use fred::interfaces::SortedSetsInterface as _;
-    let mut removal = Box::pin(async move {
-        if let Ok(client) = redis.fast() {
-            let _: Result<i64, _> = client.zrem(key, member).await;
-        }
-    });
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    if removal.as_mut().poll(&mut cx).is_pending()
-        && let Ok(runtime) = tokio::runtime::Handle::try_current()
-    {
-        runtime.spawn(removal);
+impl Permit {
+    /// Give the slot back before the answer goes out. Where it goes back to
+    /// Redis, the command is queued on the process's one Redis connection
+    /// now, without waiting for the reply: every command this process
+    /// sends after it (the admission of the client's next request, if it
+    /// comes here) reaches Redis after it, and a client at its cap that
+    /// sends its next request the moment it has this answer finds the slot
+    /// free. (Given back after the answer instead, the load harness's
+    /// tenant flooding at its cap got spurious 429s; waiting for Redis's
+    /// reply cost every answer a round trip.) A next request that lands on
+    /// another task is admitted by a command that left after this one; a
+    /// lost command is undone by the lease's expiry.
+    pub fn release(self) {
+        drop(self);
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         self.counter.fetch_sub(1, Ordering::AcqRel);
-        if let Some((redis, key, member)) = self.lease.take() {
-            send_removal(redis, key, member);
+        if let Some((lease, slack)) = self.lease.take() {
+            lease.release(slack);
         }
-    }
-}
-
-type Keyed = DefaultKeyedRateLimiter<TenantId, StateInformationMiddleware>;
-
-/// One tier's limiter at one budget.
-struct Local {
-    rate: Keyed,
-    per_minute: u32,
-    concurrency: u32,
-}
-
-impl Local {
-    fn new(per_minute: u32, concurrency: u32) -> Self {
-        let per_minute = per_minute.max(1);
-        let burst = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
-        let interval = WINDOW / per_minute;
-        let quota = Quota::with_period(interval)
-            .unwrap_or_else(|| Quota::per_minute(burst))
-            .allow_burst(burst);
-        Self {
-            rate: DefaultKeyedRateLimiter::keyed(quota)
-                .with_middleware::<StateInformationMiddleware>(),
-            per_minute,
-            concurrency: concurrency.max(1),
-        }
-    }
-
-    fn reset_after(&self, remaining: u32) -> Duration {
-        WINDOW / self.per_minute * (self.per_minute - remaining.min(self.per_minute))
     }
 }
 
@@ -219,8 +144,8 @@ pub struct Limiter {
     share: [Local; 2],
     in_flight: Mutex<HashMap<TenantId, Arc<AtomicU32>>>,
     db_gates: Mutex<HashMap<(TenantId, Tier), Arc<DbGate>>>,
-    redis: Option<Arc<RedisCache>>,
-    lease: Duration,
+    /// The fleet's limits in Redis, leased.
+    leases: Option<Leases>,
     /// Refusal and fallback counters.
     pub stats: LimitStats,
 }
@@ -228,7 +153,7 @@ pub struct Limiter {
 impl std::fmt::Debug for Limiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Limiter")
-            .field("redis", &self.redis.is_some())
+            .field("redis", &self.leases.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -273,8 +198,7 @@ impl Limiter {
             share: [local(&premium, tasks), local(&standard, tasks)],
             in_flight: Mutex::default(),
             db_gates: Mutex::default(),
-            redis,
-            lease,
+            leases: redis.map(|redis| Leases::new(redis, lease, tasks)),
             stats: LimitStats::default(),
         }
     }
@@ -310,13 +234,14 @@ impl Limiter {
         tier: Tier,
     ) -> Result<(Permit, RateState), Refusal> {
         let counter = self.counter(tenant);
-        if let Some(redis) = &self.redis {
-            match self.admit_shared(redis, tenant, tier).await {
-                Ok(Ok((member, state))) => {
+        if let Some(leases) = &self.leases {
+            let limits = self.limits(tier);
+            match leases.admit(tenant, limits).await {
+                Ok(Ok((lease, state))) => {
                     counter.fetch_add(1, Ordering::AcqRel);
                     let permit = Permit {
                         counter,
-                        lease: Some((Arc::clone(redis), inflight_key(tenant), member)),
+                        lease: Some((lease, leases.slack(limits))),
                     };
                     return Ok((permit, state));
                 }
@@ -324,108 +249,15 @@ impl Limiter {
                 Err(e) => {
                     self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(error = %e, "limits: Redis unreachable; enforcing this task's share");
-                    return self
-                        .admit_local(&self.share[tier_index(tier)], tenant, counter)
+                    return self.share[tier_index(tier)]
+                        .admit(tenant, counter)
                         .map_err(|r| counted(tenant, r));
                 }
             }
         }
-        self.admit_local(&self.full[tier_index(tier)], tenant, counter)
+        self.full[tier_index(tier)]
+            .admit(tenant, counter)
             .map_err(|r| counted(tenant, r))
-    }
-
-    fn admit_local(
-        &self,
-        local: &Local,
-        tenant: &TenantId,
-        counter: Arc<AtomicU32>,
-    ) -> Result<(Permit, RateState), Refusal> {
-        // Take the concurrency slot first, so a refused rate check does not
-        // need to give anything back but the slot.
-        let in_flight = counter.fetch_add(1, Ordering::AcqRel) + 1;
-        let permit = Permit {
-            counter,
-            lease: None,
-        };
-        let mut state = RateState {
-            limit: local.per_minute,
-            remaining: 0,
-            reset: Duration::ZERO,
-            in_flight,
-            concurrency_limit: local.concurrency,
-        };
-        if in_flight > local.concurrency {
-            state.in_flight -= 1;
-            return Err(Refusal {
-                kind: LimitKind::Concurrency,
-                retry_after: Duration::from_secs(1),
-                state,
-            });
-        }
-        match local.rate.check_key(tenant) {
-            Ok(snapshot) => {
-                state.remaining = snapshot.remaining_burst_capacity();
-                state.reset = local.reset_after(state.remaining);
-                Ok((permit, state))
-            }
-            Err(not_until) => {
-                state.in_flight -= 1;
-                state.reset = local.reset_after(0);
-                Err(Refusal {
-                    kind: LimitKind::Rate,
-                    retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-                    state,
-                })
-            }
-        }
-    }
-
-    async fn admit_shared(
-        &self,
-        redis: &RedisCache,
-        tenant: &TenantId,
-        tier: Tier,
-    ) -> Result<Result<(String, RateState), Refusal>, CacheError> {
-        let limits = self.limits(tier);
-        let member = uuid::Uuid::new_v4().to_string();
-        let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
-        let reply: Vec<i64> = redis
-            .run(
-                &ADMIT,
-                vec![rate_key(tenant), inflight_key(tenant)],
-                vec![
-                    limits.requests_per_minute.to_string().into(),
-                    WINDOW.as_millis().to_string().into(),
-                    limits.concurrent_requests.to_string().into(),
-                    member.clone().into(),
-                    lease_ms.to_string().into(),
-                ],
-            )
-            .await?;
-        let [admitted, remaining, retry_ms, reset_ms, in_flight] = reply[..] else {
-            return Err(CacheError("unexpected reply from the limits script".into()));
-        };
-        let millis = |v: i64| Duration::from_millis(u64::try_from(v).unwrap_or(0));
-        let state = RateState {
-            limit: limits.requests_per_minute,
-            remaining: u32::try_from(remaining).unwrap_or(0),
-            reset: millis(reset_ms),
-            in_flight: u32::try_from(in_flight).unwrap_or(0),
-            concurrency_limit: limits.concurrent_requests,
-        };
-        Ok(match admitted {
-            1 => Ok((member, state)),
-            0 => Err(Refusal {
-                kind: LimitKind::Rate,
-                retry_after: millis(retry_ms),
-                state,
-            }),
-            _ => Err(Refusal {
-                kind: LimitKind::Concurrency,
-                retry_after: millis(retry_ms),
-                state,
-            }),
-        })
     }
 
     /// Forget idle tenants' local state (call now and then).
@@ -438,6 +270,10 @@ impl Limiter {
         drop(map);
         let mut gates = locked(&self.db_gates);
         gates.retain(|_, g| g.in_use() > 0 || Arc::strong_count(g) > 1);
+        drop(gates);
+        if let Some(leases) = &self.leases {
+            leases.housekeep();
+        }
     }
 }
 
@@ -482,14 +318,6 @@ impl TierLimits {
             },
         }
     }
-}
-
-fn rate_key(tenant: &TenantId) -> String {
-    format!("{{{}}}:rate", tenant.as_str())
-}
-
-fn inflight_key(tenant: &TenantId) -> String {
-    format!("{{{}}}:inflight", tenant.as_str())
 }
 
 #[cfg(test)]
@@ -556,12 +384,9 @@ mod tests {
         assert!(limits.admit(&a, Tier::Standard).await.is_ok());
     }
 
-    /// With the slots in Redis, a released permit's slot is free for the
-    /// very next admission; a dropped one's only once its background
-    /// removal has run (on this one-thread runtime, after the next
-    /// admission has asked).
-    #[tokio::test]
-    async fn a_released_or_dropped_slot_is_free_in_redis_for_the_next_request() {
+    /// A new client of the development Redis (its own connection, so a
+    /// process of its own in Redis's eyes), or None where there is none.
+    async fn redis() -> Option<Arc<RedisCache>> {
         let url = std::env::var("REDIS_URL")
             .ok()
             .filter(|u| u.starts_with("redis"))
@@ -574,18 +399,35 @@ mod tests {
         if redis.fast().is_err() {
             assert!(std::env::var_os("CI").is_none(), "no Redis at {url}");
             eprintln!("skipped: no Redis at {url}");
-            return;
+            return None;
         }
+        Some(redis)
+    }
+
+    /// A limiter of `tasks` expected tasks on Redis, with the standard
+    /// tier at `per_minute` and `cap`.
+    fn shared(redis: Arc<RedisCache>, tasks: u32, per_minute: u32, cap: u32) -> Limiter {
         let mut standard = TierLimits::defaults(Tier::Standard);
-        standard.requests_per_minute = 1_000;
-        standard.concurrent_requests = 1;
-        let limits = Limiter::new(
+        standard.requests_per_minute = per_minute;
+        standard.concurrent_requests = cap;
+        Limiter::new(
             TierLimits::defaults(Tier::Premium),
             standard,
-            1,
+            tasks,
             Some(redis),
             Duration::from_secs(60),
-        );
+        )
+    }
+
+    /// With the slots in Redis, a released permit's slot is free for the
+    /// very next admission, and so is a dropped one's: its return is queued
+    /// on the connection before the next admission asks.
+    #[tokio::test]
+    async fn a_released_or_dropped_slot_is_free_in_redis_for_the_next_request() {
+        let Some(redis) = redis().await else {
+            return;
+        };
+        let limits = shared(redis, 1, 1_000, 1);
         let a = TenantId::generate();
         for _ in 0..20 {
             let (permit, _) = limits.admit(&a, Tier::Standard).await.expect("admitted");
@@ -605,6 +447,79 @@ mod tests {
         assert_eq!(refused.kind, LimitKind::Concurrency);
         drop(held);
         assert_eq!(limits.stats.fallbacks.load(Ordering::Relaxed), 0);
+    }
+
+    /// Two processes taking a large budget in batches admit no more than
+    /// it together, and no less than 98% of it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn processes_leasing_the_budget_in_batches_admit_the_limit_together() {
+        let (Some(one), Some(two)) = (redis().await, redis().await) else {
+            return;
+        };
+        let fleet = [shared(one, 2, 3_000, 10_000), shared(two, 2, 3_000, 10_000)];
+        let tenant = TenantId::generate();
+        let started = std::time::Instant::now();
+        let mut admitted = 0u32;
+        for i in 0..4_000 {
+            if fleet[i % 2].admit(&tenant, Tier::Standard).await.is_ok() {
+                admitted += 1;
+            }
+        }
+        // The budget refills at 50 a second meanwhile.
+        let refilled = (started.elapsed().as_secs_f64() * 50.0).ceil() as u32;
+        assert!(
+            (2_940..=3_000 + refilled).contains(&admitted),
+            "admitted {admitted} of a 3,000 budget (refilled {refilled})"
+        );
+        assert!(
+            fleet
+                .iter()
+                .all(|l| l.stats.fallbacks.load(Ordering::Relaxed) == 0)
+        );
+    }
+
+    /// Slots are leased in blocks: a process holds at most twice its slack
+    /// idle (here 10), so another process can take all but that, and the
+    /// two never hold more than the cap together.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn processes_leasing_slots_in_blocks_never_pass_the_cap_together() {
+        let (Some(one), Some(two)) = (redis().await, redis().await) else {
+            return;
+        };
+        let [a, b] = [one, two].map(|redis| shared(redis, 2, 1_000_000, 1_000));
+        let tenant = TenantId::generate();
+        let mut held_a = Vec::new();
+        for _ in 0..500 {
+            held_a.push(
+                a.admit(&tenant, Tier::Standard)
+                    .await
+                    .expect("within the cap"),
+            );
+        }
+        let mut held_b = Vec::new();
+        while let Ok(permit) = b.admit(&tenant, Tier::Standard).await {
+            held_b.push(permit);
+            assert!(held_b.len() <= 500, "past the cap");
+        }
+        assert!(held_b.len() >= 500 - 20, "b got {}", held_b.len());
+        // A may still use the slots it holds idle, and no more.
+        while let Ok(permit) = a.admit(&tenant, Tier::Standard).await {
+            held_a.push(permit);
+            assert!(held_a.len() <= 520, "a used more than its idle slots");
+        }
+        assert_eq!(held_a.len() + held_b.len(), 1_000, "the cap, exactly");
+        let refused = a.admit(&tenant, Tier::Standard).await.map(|_| ());
+        assert_eq!(refused.expect_err("full").kind, LimitKind::Concurrency);
+        // A's requests end: its slots go back but for its slack, and b
+        // gets them.
+        held_a.clear();
+        let mut more = 0;
+        while let Ok(permit) = b.admit(&tenant, Tier::Standard).await {
+            held_b.push(permit);
+            more += 1;
+        }
+        assert!(held_b.len() <= 1_000 - 10, "a keeps its slack");
+        assert!(held_b.len() >= 1_000 - 20, "b got {more} more");
     }
 
     #[tokio::test]
