@@ -9,7 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use analyzer_tests::{Db, Options, OwnRedis, PgDatabase, TestServer, redis_url, start};
+use analyzer_tests::fleet::Fleet;
+use analyzer_tests::{Db, Options, OwnRedis, TestServer, redis_url, start};
 use futures::StreamExt as _;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt as _;
@@ -144,43 +145,18 @@ async fn the_boundary_holds_with_the_budget_in_redis() {
     the_boundary_holds(Some(redis_url())).await;
 }
 
-/// Three analyzer processes on one database, each with its own data dir,
-/// sharing `redis`.
-struct Fleet {
-    servers: Vec<TestServer>,
-    _dirs: Vec<tempfile::TempDir>,
-    _pg: PgDatabase,
-}
-
+/// Three analyzer processes on one database sharing `redis`.
 async fn fleet(redis: &str) -> Option<Fleet> {
-    let pg = PgDatabase::create().await?;
-    let mut servers = Vec::new();
-    let mut dirs = Vec::new();
-    for _ in 0..3 {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let server = TestServer::start(
-            dir.path(),
-            Some(&pg.url),
-            Options {
-                env: vec![
-                    ("REDIS_URL".into(), redis.to_owned()),
-                    // Generous (see above); a stopped Redis fails at once.
-                    ("ANALYZER_REDIS_TIMEOUT_MS".into(), "2000".into()),
-                    ("ANALYZER_EXPECTED_TASKS".into(), "3".into()),
-                ],
-                ..Options::default()
-            },
-        )
-        .await
-        .expect("server starts");
-        servers.push(server);
-        dirs.push(dir);
-    }
-    Some(Fleet {
-        servers,
-        _dirs: dirs,
-        _pg: pg,
-    })
+    let options = Options {
+        env: vec![
+            ("REDIS_URL".into(), redis.to_owned()),
+            // Generous (see above); a stopped Redis fails at once.
+            ("ANALYZER_REDIS_TIMEOUT_MS".into(), "2000".into()),
+            ("ANALYZER_EXPECTED_TASKS".into(), "3".into()),
+        ],
+        ..Options::default()
+    };
+    Fleet::start(3, &options).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@
 mod backup;
 mod bad_input;
 mod cache;
+mod cache_fleet;
 mod cli;
 mod collections;
 mod contract;

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::Authenticator;
+use crate::cache::generations::Generations;
 use crate::cache::{Cache, MemoryCache, RedisCache};
 use crate::config::{Config, Environment};
 use crate::http::{AppInner, AppState, router};
@@ -348,6 +349,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     };
     // A crashed task's in-flight leases stop counting after the longest a
     // request may run, plus a margin.
+    let generations = redis.as_ref().map(|redis| {
+        let generations = Arc::new(Generations::new(Arc::clone(redis)));
+        db.set_write_notice(Arc::clone(&generations) as Arc<dyn analyzer_store::WriteNotice>);
+        generations
+    });
     let lease = config.limits.request_timeout + Duration::from_secs(30);
     let limiter = Arc::new(Limiter::new(
         config.premium,
@@ -383,6 +389,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         analyst,
         usage: UsageRecorder::default(),
         cache,
+        generations,
         cache_stats: Arc::default(),
     });
     crate::gauges::observe(state.downgrade());

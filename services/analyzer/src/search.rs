@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
@@ -12,6 +13,7 @@ use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{Schema, Type};
 
+use crate::cache::generations::{Generations, Published, tagged, untagged};
 use crate::cache::{Cache, CacheStats};
 use crate::documents::{
     DEFAULT_COLLECTION, Metadata, collection_name, filter_conditions, open_object_of,
@@ -154,10 +156,10 @@ impl Retrieval {
         })
     }
 
-    /// The cache key of this retrieval at a data generation: everything
-    /// that changes the result is in it (model, normalized query, top_k,
-    /// filter), and the generation makes older entries unreachable.
-    fn cache_key(&self, model: &str, generation: i64) -> String {
+    /// The cache key of this retrieval: everything that changes the
+    /// result is in it (model, normalized query, top_k, filter); the data
+    /// generation is in the entry (see `cache::generations`).
+    fn cache_key(&self, model: &str) -> String {
         let mut filter: Vec<String> = self
             .filter
             .iter()
@@ -171,10 +173,7 @@ impl Retrieval {
             &self.top_k.to_string(),
             &filter.join("\u{1f}"),
         ]);
-        format!(
-            "{}{generation}:{digest}",
-            collection_key_prefix(&self.collection)
-        )
+        format!("{}{digest}", collection_key_prefix(&self.collection))
     }
 }
 
@@ -197,6 +196,9 @@ fn sha256_hex(parts: &[&str]) -> String {
 pub struct Retriever<'a> {
     /// The relational store (collection check, data generation).
     pub db: &'a Db,
+    /// The generations published in Redis, when the cache is Redis: a
+    /// cached search then needs no database read.
+    pub generations: Option<&'a Generations>,
     /// The embedder.
     pub embedder: &'a dyn Embedder,
     /// The vector store.
@@ -349,40 +351,100 @@ impl Retriever<'_> {
         Ok(hits)
     }
 
+    /// The hits of a cached entry, if it was computed at `generation`.
+    fn cached_hits(entry: &Bytes, generation: i64) -> Option<Vec<ChunkHit>> {
+        let (at, result) = untagged(entry)?;
+        if at != generation {
+            return None;
+        }
+        serde_json::from_slice(&result)
+            .inspect_err(|e| tracing::warn!(error = %e, "unreadable cache entry; recomputing"))
+            .ok()
+    }
+
+    /// The cached entry under `key` and the generation published for the
+    /// tenant, in one Redis round trip; with the in-process cache, nothing
+    /// yet (the entry is read once the generation is known).
+    async fn lookup(&self, tenant: &TenantId, key: &str) -> (Published, Option<Bytes>) {
+        let Some(generations) = self.generations else {
+            return (Published::Unknown, None);
+        };
+        match generations
+            .lookup(tenant, key)
+            .instrument(analyzer_telemetry::op_span!("cache.get", entry = "search"))
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                self.stats.bypassed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "cache bypassed");
+                (Published::Unknown, None)
+            }
+        }
+    }
+
     /// Run `retrieval` for `tenant`. An unknown collection is a 404; the
     /// default collection always exists (it may be empty). A cache failure
     /// is counted and the search runs without it.
+    ///
+    /// With Redis, an entry whose generation is the published one is
+    /// answered at once (why that is never stale: `cache::generations`);
+    /// otherwise the database says the generation, and publishes it when
+    /// nothing is published.
     #[tracing::instrument(name = "retrieve", skip_all, fields(tenant_id = %tenant, top_k = retrieval.top_k))]
     pub async fn retrieve(
         &self,
         tenant: &TenantId,
         retrieval: &Retrieval,
     ) -> Result<Retrieved, ServiceError> {
+        let key = retrieval.cache_key(self.embedder.model());
+        let (published, mut entry) = self.lookup(tenant, &key).await;
+        if let (Published::At(generation), Some(found)) = (published, &entry)
+            && let Some(hits) = Self::cached_hits(found, generation)
+        {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Retrieved { hits, cached: true });
+        }
+        let claim = match (self.generations, published) {
+            (Some(generations), Published::Unknown) => {
+                generations.claim(tenant).await.ok().flatten()
+            }
+            _ => None,
+        };
         let context = self
             .db
             .search_context(tenant, &retrieval.collection)
             .await?;
+        if let (Some(generations), Some(claim)) = (self.generations, claim)
+            && let Err(e) = generations.publish(tenant, claim, context.generation).await
+        {
+            tracing::debug!(error = %e, "generation not published");
+        }
         if retrieval.collection != DEFAULT_COLLECTION && !context.collection_exists {
             return Err(ServiceError::NotFound(format!(
                 "collection `{}` not found",
                 retrieval.collection
             )));
         }
-        let key = retrieval.cache_key(self.embedder.model(), context.generation);
-        let lookup = self
-            .cache
-            .get(tenant, &key)
-            .instrument(analyzer_telemetry::op_span!("cache.get", entry = "search"))
-            .await;
-        self.stats.record(&lookup);
-        match lookup {
-            Ok(Some(bytes)) => match serde_json::from_slice::<Vec<ChunkHit>>(&bytes) {
-                Ok(hits) => return Ok(Retrieved { hits, cached: true }),
-                Err(e) => tracing::warn!(error = %e, "unreadable cache entry; recomputing"),
-            },
-            Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e, "cache bypassed"),
+        if self.generations.is_none() {
+            let lookup = self
+                .cache
+                .get(tenant, &key)
+                .instrument(analyzer_telemetry::op_span!("cache.get", entry = "search"))
+                .await;
+            entry = lookup.unwrap_or_else(|e| {
+                self.stats.bypassed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "cache bypassed");
+                None
+            });
         }
+        if let Some(found) = &entry
+            && let Some(hits) = Self::cached_hits(found, context.generation)
+        {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Retrieved { hits, cached: true });
+        }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
 
         let vector = self.query_vector(tenant, &retrieval.query).await?;
         let mark = self.db.settled_mark(tenant, &context);
@@ -405,7 +467,13 @@ impl Retriever<'_> {
         if let Ok(bytes) = serde_json::to_vec(&hits)
             && let Err(e) = self
                 .cache
-                .put(tenant, &key, bytes.into(), self.ttl, self.cache_budget)
+                .put(
+                    tenant,
+                    &key,
+                    tagged(context.generation, &bytes),
+                    self.ttl,
+                    self.cache_budget,
+                )
                 .instrument(analyzer_telemetry::op_span!("cache.put", entry = "search"))
                 .await
         {

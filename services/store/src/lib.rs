@@ -29,6 +29,7 @@ mod metadata;
 mod pools;
 mod tenants;
 mod usage;
+mod written;
 pub use announce::{Announced, Listener};
 pub use api_keys::ApiKey;
 pub use audit::{AuditEntry, AuditFilter};
@@ -42,6 +43,7 @@ pub use documents::{
 pub use guard::{DbGuardConfig, FALLBACK_CONTEXT_AGE, OUTAGE_FALLBACK_LIMIT};
 pub use metadata::{DueMetadataSync, MetadataWrite};
 pub use usage::LedgerRow;
+pub use written::WriteNotice;
 
 /// Where the database is and how it is used (`DATABASE_URL`,
 /// `ANALYZER_DATA_DIR`, `ANALYZER_DB_*`).
@@ -142,6 +144,9 @@ pub struct Db {
     backend: Backend,
     /// On PostgreSQL: the breaker and deadline of every call.
     guard: Option<Arc<guard::Guard>>,
+    /// Told after every write of a tenant's data (see [`WriteNotice`]);
+    /// shared by every clone of this handle.
+    notice: Arc<std::sync::OnceLock<Arc<dyn WriteNotice>>>,
 }
 
 /// A connection pool's counts.

@@ -98,6 +98,7 @@ impl Db {
             writers: (backend == Backend::Sqlite).then(Arc::default),
             guard: (backend == Backend::Postgres).then(|| guard::Guard::new(config.guard)),
             backend,
+            notice: Arc::default(),
         })
     }
 
@@ -117,6 +118,7 @@ impl Db {
             writers: None,
             backend: Backend::Postgres,
             guard: Some(guard::Guard::new(config)),
+            notice: Arc::default(),
         }
     }
 
@@ -145,7 +147,8 @@ impl Db {
     }
 
     /// Run a write of the tenant's documents or generation, then (whatever
-    /// its outcome) drop the tenant's in-memory search contexts.
+    /// its outcome) drop the tenant's in-memory search contexts and tell
+    /// the write notice, before the caller acknowledges the write.
     pub(crate) async fn writing<T>(
         &self,
         tenant: &TenantId,
@@ -154,6 +157,9 @@ impl Db {
         let result = write.await;
         if let Some(contexts) = &self.contexts {
             contexts.invalidate(tenant);
+        }
+        if let Some(notice) = self.notice.get() {
+            notice.written(tenant).await;
         }
         result
     }

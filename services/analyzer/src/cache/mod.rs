@@ -3,9 +3,10 @@
 //! Two implementations of one trait: Redis (fred) when `REDIS_URL` is set,
 //! else a bounded in-process cache. Keys are always built here as
 //! `{tenant}:…`, so a tenant's keys share a Redis cluster hash slot and no
-//! caller can read another tenant's entry. Callers put the tenant's data
-//! generation in the key (see `store::Db::search_context`), so a change to
-//! a tenant's data makes its old entries unreachable at once.
+//! caller can read another tenant's entry. Search results carry the
+//! tenant's data generation they were computed at, and are served only at
+//! that generation (`generations`), so a change to a tenant's data makes
+//! its old entries unreachable at once.
 //!
 //! The cache is an accelerator: every failure is reported to the caller,
 //! which carries on without it, and counted.
@@ -20,6 +21,7 @@ use secrecy::SecretString;
 use analyzer_domain::tenants::TenantId;
 
 mod bound;
+pub mod generations;
 mod memory;
 mod redis;
 

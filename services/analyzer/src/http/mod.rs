@@ -74,6 +74,8 @@ pub struct AppInner {
     pub usage: UsageRecorder,
     /// The query cache.
     pub cache: Arc<dyn Cache>,
+    /// With Redis: the tenants' data generations published there.
+    pub generations: Option<Arc<crate::cache::generations::Generations>>,
     /// Cache outcome counters.
     pub cache_stats: Arc<CacheStats>,
     /// Per-tenant request limits.
@@ -116,6 +118,7 @@ impl AppState {
     pub fn retriever(&self, tier: analyzer_domain::tenants::Tier) -> Retriever<'_> {
         Retriever {
             db: &self.db,
+            generations: self.generations.as_deref(),
             embedder: self.embedder.as_ref(),
             vectors: self.vectors.as_ref(),
             cache: Arc::clone(&self.cache),
