@@ -28,6 +28,34 @@ fn options(redis: &OwnRedis, qdrant: &FakeQdrant) -> Options {
     }
 }
 
+/// Two tasks of that shape, the tenant's first document written on the
+/// first and its search cached on the second.
+/// (Every part is bound by the tests: a part left out of a pattern is
+/// dropped, and stops, at once.)
+struct Shape {
+    redis: OwnRedis,
+    _qdrant: FakeQdrant,
+    fleet: Fleet,
+    token: String,
+}
+
+async fn two_tasks(tenant: &str) -> Option<Shape> {
+    let redis = OwnRedis::start(None).await?;
+    let qdrant = FakeQdrant::start(([127, 0, 0, 1], 0).into(), None)
+        .await
+        .expect("qdrant peer");
+    let fleet = Fleet::start(2, &options(&redis, &qdrant)).await?;
+    let (_, token) = fleet.servers[0].tenant(tenant, "premium").await;
+    ingest(&fleet.servers[0], &token, "before").await;
+    until_cached(&fleet.servers[1], &token).await;
+    Some(Shape {
+        redis,
+        _qdrant: qdrant,
+        fleet,
+        token,
+    })
+}
+
 async fn ingest(s: &TestServer, token: &str, id: &str) {
     let (status, body) = s
         .post(
@@ -73,20 +101,16 @@ async fn until_cached(s: &TestServer, token: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_write_on_one_task_no_task_answers_from_an_older_search() {
-    let Some(redis) = OwnRedis::start(None).await else {
-        return;
-    };
-    let qdrant = FakeQdrant::start(([127, 0, 0, 1], 0).into(), None)
-        .await
-        .expect("qdrant peer");
-    let Some(fleet) = Fleet::start(2, &options(&redis, &qdrant)).await else {
+    let Some(Shape {
+        redis: _redis,
+        fleet,
+        token,
+        _qdrant,
+    }) = two_tasks("Fresh").await
+    else {
         return;
     };
     let [writer, reader] = [&fleet.servers[0], &fleet.servers[1]];
-    let (_, token) = writer.tenant("Fresh", "premium").await;
-    ingest(writer, &token, "doc-0").await;
-    until_cached(reader, &token).await;
-
     for round in 1..=5 {
         // The reader searches without pause while the writer writes.
         let stop = AtomicBool::new(false);
@@ -131,20 +155,17 @@ async fn after_a_write_on_one_task_no_task_answers_from_an_older_search() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_is_seen_by_another_task_across_redis_restarts() {
-    let Some(mut redis) = OwnRedis::start(None).await else {
+    let Some(Shape {
+        mut redis,
+        fleet,
+        token,
+        _qdrant,
+    }) = two_tasks("Restarts").await
+    else {
         return;
     };
     let port = redis.port;
-    let qdrant = FakeQdrant::start(([127, 0, 0, 1], 0).into(), None)
-        .await
-        .expect("qdrant peer");
-    let Some(fleet) = Fleet::start(2, &options(&redis, &qdrant)).await else {
-        return;
-    };
     let [writer, reader] = [&fleet.servers[0], &fleet.servers[1]];
-    let (_, token) = writer.tenant("Restarts", "premium").await;
-    ingest(writer, &token, "before").await;
-    until_cached(reader, &token).await;
 
     // Redis is down while the write is acknowledged (the writer cannot
     // withdraw anything) and comes back empty.

@@ -198,7 +198,7 @@ pub struct Retriever<'a> {
     pub db: &'a Db,
     /// The generations published in Redis, when the cache is Redis: a
     /// cached search then needs no database read.
-    pub generations: Option<&'a Generations>,
+    pub generations: Option<&'a Arc<Generations>>,
     /// The embedder.
     pub embedder: &'a dyn Embedder,
     /// The vector store.
@@ -405,21 +405,18 @@ impl Retriever<'_> {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Retrieved { hits, cached: true });
         }
-        let claim = match (self.generations, published) {
+        let context = match (self.generations, published) {
             (Some(generations), Published::Unknown) => {
-                generations.claim(tenant).await.ok().flatten()
+                generations
+                    .settle(self.db, tenant, &retrieval.collection)
+                    .await?
             }
-            _ => None,
+            _ => {
+                self.db
+                    .search_context(tenant, &retrieval.collection)
+                    .await?
+            }
         };
-        let context = self
-            .db
-            .search_context(tenant, &retrieval.collection)
-            .await?;
-        if let (Some(generations), Some(claim)) = (self.generations, claim)
-            && let Err(e) = generations.publish(tenant, claim, context.generation).await
-        {
-            tracing::debug!(error = %e, "generation not published");
-        }
         if retrieval.collection != DEFAULT_COLLECTION && !context.collection_exists {
             return Err(ServiceError::NotFound(format!(
                 "collection `{}` not found",

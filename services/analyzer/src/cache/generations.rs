@@ -27,9 +27,10 @@
 //! missed the `DEL`, a published generation can outlive a write; it expires
 //! [`PUBLISHED_FOR`] after it was published, which bounds the staleness.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,7 +38,8 @@ use fred::prelude::*;
 use fred::types::{Expiration, SetOptions};
 
 use analyzer_domain::tenants::TenantId;
-use analyzer_store::WriteNotice;
+use analyzer_store::{Db, SearchContext, StoreError, WriteNotice};
+use tokio::sync::oneshot;
 
 use super::{CacheError, RedisCache, Script, full_key};
 
@@ -72,6 +74,17 @@ pub enum Published {
 #[derive(Debug)]
 pub struct Generations {
     redis: Arc<RedisCache>,
+    /// Searches waiting for a tenant's collection's context, by the
+    /// collection; see [`Generations::settle`].
+    waiting: Mutex<HashMap<(TenantId, String), Waiting>>,
+}
+
+/// The searches waiting for one context.
+#[derive(Debug, Default)]
+struct Waiting {
+    searches: Vec<oneshot::Sender<Option<SearchContext>>>,
+    /// Whether a task is reading for them.
+    reading: bool,
 }
 
 fn generation_key(tenant: &TenantId) -> String {
@@ -81,7 +94,71 @@ fn generation_key(tenant: &TenantId) -> String {
 impl Generations {
     /// Published in `redis`.
     pub fn new(redis: Arc<RedisCache>) -> Self {
-        Self { redis }
+        Self {
+            redis,
+            waiting: Mutex::default(),
+        }
+    }
+
+    /// The search context of a search that found no generation published:
+    /// read from the database after a claim, and published. The searches of
+    /// one tenant's collection that ask while none is being read share the
+    /// next read (each asked before it began, so it is as recent as one of
+    /// their own): after a write, or when a published generation expires,
+    /// the searches in flight make one database read per round, not one
+    /// each.
+    pub async fn settle(
+        self: &Arc<Self>,
+        db: &Db,
+        tenant: &TenantId,
+        collection: &str,
+    ) -> Result<SearchContext, StoreError> {
+        let (sender, receiver) = oneshot::channel();
+        let key = (tenant.clone(), collection.to_owned());
+        let start = {
+            let mut waiting = locked(&self.waiting);
+            let entry = waiting.entry(key.clone()).or_default();
+            entry.searches.push(sender);
+            !std::mem::replace(&mut entry.reading, true)
+        };
+        if start {
+            tokio::spawn(Arc::clone(self).read_for_waiting(db.clone(), key));
+        }
+        match receiver.await {
+            Ok(Some(context)) => Ok(context),
+            // The shared read failed (or its task is gone): this search
+            // reads for itself, and reports its own error.
+            _ => db.search_context(tenant, collection).await,
+        }
+    }
+
+    /// Read for the searches waiting on `key`, round after round, until
+    /// none is left.
+    async fn read_for_waiting(self: Arc<Self>, db: Db, key: (TenantId, String)) {
+        let (tenant, collection) = &key;
+        loop {
+            let searches = {
+                let mut waiting = locked(&self.waiting);
+                let Some(entry) = waiting.get_mut(&key) else {
+                    return;
+                };
+                if entry.searches.is_empty() {
+                    waiting.remove(&key);
+                    return;
+                }
+                std::mem::take(&mut entry.searches)
+            };
+            let claim = self.claim(tenant).await.ok().flatten();
+            let context = db.search_context(tenant, collection).await.ok();
+            if let (Some(claim), Some(context)) = (claim, context)
+                && let Err(e) = self.publish(tenant, claim, context.generation).await
+            {
+                tracing::debug!(error = %e, "generation not published");
+            }
+            for search in searches {
+                let _ = search.send(context);
+            }
+        }
     }
 
     /// The published generation and the cache entry under the tenant's
@@ -173,6 +250,12 @@ impl WriteNotice for Generations {
             }
         })
     }
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn millis(d: Duration) -> i64 {

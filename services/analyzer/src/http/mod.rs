@@ -118,7 +118,7 @@ impl AppState {
     pub fn retriever(&self, tier: analyzer_domain::tenants::Tier) -> Retriever<'_> {
         Retriever {
             db: &self.db,
-            generations: self.generations.as_deref(),
+            generations: self.generations.as_ref(),
             embedder: self.embedder.as_ref(),
             vectors: self.vectors.as_ref(),
             cache: Arc::clone(&self.cache),

@@ -15,37 +15,44 @@
 //! Redis keys (one hash tag per tenant): `{tenant}:rate`, the GCRA's
 //! theoretical arrival time as before; `{tenant}:slots`, a hash of each
 //! process's held slots (`<holder>`) and until when they count
-//! (`<holder>:until`). A process sets its own count absolutely in the
-//! script and gives slots back with `HINCRBY -n`; both travel on the
-//! process's one Redis connection in the order they were sent, so they
-//! apply in that order. A process that stops renewing (crashed) stops
-//! counting at its `until`.
+//! (`<holder>:until`). A process's count moves only by what the script
+//! grants and what it gives back (`HINCRBY -n`), so its calls may overlap;
+//! a slot is given back after the call that granted it, on the process's
+//! one Redis connection, in order. A process that stops renewing (crashed)
+//! stops counting at its `until`.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use analyzer_domain::tenants::TenantId;
+use tokio::sync::Notify;
 
 use super::{LimitKind, RateState, Refusal, TierLimits, WINDOW, locked};
 use crate::cache::{CacheError, RedisCache, Script};
 
 /// How long leased rate tokens may be spent.
 const TOKENS_VALID: Duration = Duration::from_secs(1);
-/// How many times one admission asks Redis before giving up on the lease.
-const ASKS: usize = 8;
+/// How many times one admission tries before giving up on the lease.
+const ASKS: usize = 16;
+/// Batches of at least this many tokens are asked for by one request for
+/// all; smaller ones by each request for itself.
+const COALESCE_FROM: u32 = 8;
 /// How much of the recent rate one batch covers.
 const BATCH_SPAN: Duration = Duration::from_millis(100);
 
 /// Takes rate tokens and concurrency slots for one holder in one step.
 /// KEYS: rate, slots. ARGV: rate limit, window ms, concurrency cap,
 /// holder, tokens needed (0/1), tokens wanted, slots needed (0/1), slots
-/// wanted, slots the holder has now, lease ms. Returns {1 granted / 0 over
-/// the rate / -1 over the cap, remaining, retry ms, reset ms, slots held
-/// by the others, tokens granted, slots granted}.
+/// wanted, lease ms. Returns {1 granted / 0 over the rate / -1 over the
+/// cap, remaining, retry ms, reset ms, slots held by the others, tokens
+/// granted, slots granted}. The holder's count only moves by what is
+/// granted here and given back (`HINCRBY`), so calls of one process may
+/// overlap.
 const LEASE_LUA: &str = r"
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -55,8 +62,7 @@ local need_tokens = tonumber(ARGV[5])
 local want_tokens = tonumber(ARGV[6])
 local need_slots = tonumber(ARGV[7])
 local want_slots = tonumber(ARGV[8])
-local base = tonumber(ARGV[9])
-local lease = tonumber(ARGV[10])
+local lease = tonumber(ARGV[9])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local fields = redis.call('HGETALL', KEYS[2])
@@ -70,6 +76,7 @@ for i = 1, #fields, 2 do
   end
 end
 local others, dead = 0, {}
+local mine = math.max(counts[holder] or 0, 0)
 for h, c in pairs(counts) do
   if h ~= holder then
     local u = untils[h]
@@ -91,20 +98,20 @@ if tat < now then tat = now end
 local function remaining(at)
   return math.max(0, math.floor((now + window - at) / interval))
 end
-if need_slots > 0 and others + base + 1 > cap then
+if need_slots > 0 and others + mine + 1 > cap then
   return {-1, remaining(tat), 1000, math.ceil(tat - now), others, 0, 0}
 end
 local available = remaining(tat)
 if need_tokens > available then
   return {0, 0, math.ceil(tat + interval - window - now), math.ceil(tat - now), others, 0, 0}
 end
-local slots = math.max(0, math.min(want_slots, cap - others - base))
+local slots = math.max(0, math.min(want_slots, cap - others - mine))
 local tokens = math.min(want_tokens, available)
 if tokens > 0 then
   tat = tat + tokens * interval
   redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1)
 end
-redis.call('HSET', KEYS[2], holder, base + slots, holder .. ':until', now + lease)
+redis.call('HSET', KEYS[2], holder, mine + slots, holder .. ':until', now + lease)
 redis.call('PEXPIRE', KEYS[2], lease)
 return {1, remaining(tat), 0, math.ceil(tat - now), others, tokens, slots}
 ";
@@ -144,15 +151,25 @@ impl Leases {
                 slots_key: slots_key(tenant),
                 holder: self.holder.clone(),
                 state: Mutex::new(LeaseState::default()),
-                refill: tokio::sync::Mutex::new(()),
+                asking: tokio::sync::Mutex::new(()),
+                answered: Notify::new(),
+                round: AtomicU64::new(0),
+                refused: Mutex::new(None),
+                waiting: AtomicU32::new(0),
             })
         }))
     }
 
     /// Admit one request: from this process's lease when it has a token
-    /// and a slot, else from Redis (one script call for the whole batch).
-    /// Calls for one tenant take turns, so a burst that finds the lease
-    /// empty asks Redis once, not once per request.
+    /// and a slot, else from Redis.
+    ///
+    /// Where leases are batches, one request asks for everyone and the
+    /// others wait for it, all woken together when it has the answer (a
+    /// lock handed from waiter to waiter made a convoy: under 1,000
+    /// connections, each wait for the scheduler, one after another); a
+    /// refusal it gets is theirs too (they asked while it was decided).
+    /// Where leases are single requests (small limits), each request asks
+    /// for itself, as concurrently as they come.
     pub(super) async fn admit(
         &self,
         tenant: &TenantId,
@@ -160,15 +177,38 @@ impl Leases {
     ) -> Result<Decision, CacheError> {
         let sizing = Sizing::new(limits, self.tasks, self.lease);
         let lease = self.tenant(tenant);
-        if let Some(state) = lease.take_leased(&sizing, Instant::now()) {
-            return Ok(Ok((lease, state)));
-        }
-        let _turn = lease.refill.lock().await;
+        let with = |state| Ok(Ok((Arc::clone(&lease), state)));
         for _ in 0..ASKS {
             if let Some(state) = lease.take_leased(&sizing, Instant::now()) {
-                return Ok(Ok((Arc::clone(&lease), state)));
+                return with(state);
             }
-            if let Some(decision) = lease.ask_redis(tenant, &sizing).await? {
+            if sizing.max_batch < COALESCE_FROM {
+                if let Some(decision) = lease.ask_redis(tenant, &sizing).await? {
+                    return Ok(decision.map(|state| (Arc::clone(&lease), state)));
+                }
+                continue;
+            }
+            let answered = lease.answered.notified();
+            tokio::pin!(answered);
+            answered.as_mut().enable();
+            let round = lease.round.load(Ordering::Acquire);
+            if let Some(state) = lease.take_leased(&sizing, Instant::now()) {
+                return with(state);
+            }
+            let Ok(turn) = lease.asking.try_lock() else {
+                lease.waiting.fetch_add(1, Ordering::AcqRel);
+                answered.await;
+                lease.waiting.fetch_sub(1, Ordering::AcqRel);
+                if let Some(refusal) = lease.refused_since(round) {
+                    return Ok(Err(refusal));
+                }
+                continue;
+            };
+            let decision = lease.ask_redis(tenant, &sizing).await;
+            lease.finish_round(&decision);
+            drop(turn);
+            lease.answered.notify_waiters();
+            if let Some(decision) = decision? {
                 return Ok(decision.map(|state| (Arc::clone(&lease), state)));
             }
         }
@@ -244,8 +284,15 @@ pub(super) struct TenantLease {
     slots_key: String,
     holder: String,
     state: Mutex<LeaseState>,
-    /// Held by the one call asking Redis for this tenant.
-    refill: tokio::sync::Mutex<()>,
+    /// Held by the one request asking Redis for the others (batches).
+    asking: tokio::sync::Mutex<()>,
+    /// Told when it has the answer.
+    answered: Notify,
+    /// Answers so far, and the last refusal with its round.
+    round: AtomicU64,
+    refused: Mutex<Option<(u64, Refusal)>>,
+    /// Requests waiting for the answer: the ask covers them too.
+    waiting: AtomicU32,
 }
 
 #[derive(Debug)]
@@ -323,8 +370,8 @@ impl TenantLease {
         tenant: &TenantId,
         sizing: &Sizing,
     ) -> Result<Option<Result<RateState, Refusal>>, CacheError> {
-        // Sent while the state is held, so that no slot given back after
-        // `base` was read can reach Redis before this call does.
+        // Sent while the state is held, so that slots given back later
+        // reach Redis after this call (which may grant them).
         let call = {
             let now = Instant::now();
             let mut state = locked(&self.state);
@@ -332,18 +379,21 @@ impl TenantLease {
             if need_tokens == 1 {
                 state.tokens = 0;
             }
+            let waiting = self.waiting.load(Ordering::Acquire);
             let want_tokens = if need_tokens == 1 {
-                sizing.batch(state.batch, now.duration_since(state.batch_at))
+                sizing
+                    .batch(state.batch, now.duration_since(state.batch_at))
+                    .max(waiting.saturating_add(1))
+                    .min(sizing.max_batch)
             } else {
                 0
             };
             let need_slots = u32::from(state.in_use >= state.held);
             let want_slots = if need_slots == 1 {
-                state.in_use + 1 + sizing.slack - state.held
+                (state.in_use + 1 + waiting + sizing.slack).saturating_sub(state.held)
             } else {
                 0
             };
-            let base = state.held;
             let args: Vec<fred::types::Value> = [
                 sizing.limit,
                 u32::try_from(WINDOW.as_millis()).unwrap_or(u32::MAX),
@@ -358,7 +408,6 @@ impl TenantLease {
                     want_tokens,
                     need_slots,
                     want_slots,
-                    base,
                     u32::try_from(sizing.lease.as_millis()).unwrap_or(u32::MAX),
                 ]
                 .map(|n| n.to_string().into()),
@@ -411,6 +460,25 @@ impl TenantLease {
                 retry_after: millis(retry_ms),
                 state: state.rate_state(sizing, now),
             }))),
+        }
+    }
+
+    /// Count an answer from Redis, keeping a refusal for the requests that
+    /// waited for it.
+    fn finish_round(&self, decision: &Result<Option<Result<RateState, Refusal>>, CacheError>) {
+        let round = self.round.fetch_add(1, Ordering::AcqRel) + 1;
+        if let Ok(Some(Err(refusal))) = decision {
+            *locked(&self.refused) = Some((round, *refusal));
+        }
+    }
+
+    /// The refusal of an answer given after `round`, if the last was one.
+    fn refused_since(&self, round: u64) -> Option<Refusal> {
+        match *locked(&self.refused) {
+            Some((at, refusal)) if at > round && self.round.load(Ordering::Acquire) == at => {
+                Some(refusal)
+            }
+            _ => None,
         }
     }
 

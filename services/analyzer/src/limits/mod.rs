@@ -478,6 +478,48 @@ mod tests {
         );
     }
 
+    /// Concurrent requests that find the lease empty wait for one of them
+    /// to ask Redis: all are admitted, or all refused with the budget
+    /// spent, and none falls back to the local share.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_share_one_ask_and_its_refusal() {
+        let Some(redis) = redis().await else {
+            return;
+        };
+        let limits = Arc::new(shared(redis, 1, 3_000, 10_000));
+        let tenant = TenantId::generate();
+        let burst = |n: usize| {
+            let handles: Vec<_> = (0..n)
+                .map(|_| {
+                    let (limits, tenant) = (Arc::clone(&limits), tenant.clone());
+                    tokio::spawn(async move {
+                        limits
+                            .admit(&tenant, Tier::Standard)
+                            .await
+                            .map(|_| ())
+                            .map_err(|r| r.kind)
+                    })
+                })
+                .collect();
+            futures::future::join_all(handles)
+        };
+        let first = burst(1_000).await;
+        assert!(first.iter().all(|r| matches!(r, Ok(Ok(())))));
+        // Spend the rest of the minute's budget, then ask together again.
+        let rest = burst(2_000).await;
+        assert!(rest.iter().filter(|r| matches!(r, Ok(Ok(())))).count() >= 1_900);
+        let refused = burst(500).await;
+        assert!(
+            refused
+                .iter()
+                .filter(|r| matches!(r, Ok(Err(LimitKind::Rate))))
+                .count()
+                >= 450,
+            "the budget was spent"
+        );
+        assert_eq!(limits.stats.fallbacks.load(Ordering::Relaxed), 0);
+    }
+
     /// Slots are leased in blocks: a process holds at most twice its slack
     /// idle (here 10), so another process can take all but that, and the
     /// two never hold more than the cap together.
