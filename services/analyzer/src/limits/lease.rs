@@ -37,8 +37,10 @@ use crate::cache::{CacheError, RedisCache, Script};
 
 /// How long leased rate tokens may be spent.
 const TOKENS_VALID: Duration = Duration::from_secs(1);
-/// How many times one admission tries before giving up on the lease.
-const ASKS: usize = 16;
+/// How many times one admission asks Redis before giving up on the lease.
+const ASKS: usize = 8;
+/// How many answers one admission waits for before giving up.
+const WAITS: usize = 10_000;
 /// Batches of at least this many tokens are asked for by one request for
 /// all; smaller ones by each request for itself.
 const COALESCE_FROM: u32 = 8;
@@ -178,11 +180,16 @@ impl Leases {
         let sizing = Sizing::new(limits, self.tasks, self.lease);
         let lease = self.tenant(tenant);
         let with = |state| Ok(Ok((Arc::clone(&lease), state)));
-        for _ in 0..ASKS {
+        // Asking Redis is bounded; waiting is not, but every wake follows
+        // an answer from Redis (a grant others spent first, or a refusal
+        // this request shares).
+        let (mut asked, mut waited) = (0, 0);
+        while asked < ASKS && waited < WAITS {
             if let Some(state) = lease.take_leased(&sizing, Instant::now()) {
                 return with(state);
             }
             if sizing.max_batch < COALESCE_FROM {
+                asked += 1;
                 if let Some(decision) = lease.ask_redis(tenant, &sizing).await? {
                     return Ok(decision.map(|state| (Arc::clone(&lease), state)));
                 }
@@ -196,6 +203,7 @@ impl Leases {
                 return with(state);
             }
             let Ok(turn) = lease.asking.try_lock() else {
+                waited += 1;
                 lease.waiting.fetch_add(1, Ordering::AcqRel);
                 answered.await;
                 lease.waiting.fetch_sub(1, Ordering::AcqRel);
@@ -204,6 +212,7 @@ impl Leases {
                 }
                 continue;
             };
+            asked += 1;
             let decision = lease.ask_redis(tenant, &sizing).await;
             lease.finish_round(&decision);
             drop(turn);
@@ -472,12 +481,11 @@ impl TenantLease {
         }
     }
 
-    /// The refusal of an answer given after `round`, if the last was one.
+    /// A refusal given after `round` (while the caller waited): the budget
+    /// was spent after it asked, so it is refused as of then.
     fn refused_since(&self, round: u64) -> Option<Refusal> {
         match *locked(&self.refused) {
-            Some((at, refusal)) if at > round && self.round.load(Ordering::Acquire) == at => {
-                Some(refusal)
-            }
+            Some((at, refusal)) if at > round => Some(refusal),
             _ => None,
         }
     }
