@@ -347,13 +347,14 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             None,
         ),
     };
-    // A crashed task's in-flight leases stop counting after the longest a
-    // request may run, plus a margin.
+    // With Redis, every write withdraws the tenant's published generation.
     let generations = redis.as_ref().map(|redis| {
         let generations = Arc::new(Generations::new(Arc::clone(redis)));
         db.set_write_notice(Arc::clone(&generations) as Arc<dyn analyzer_store::WriteNotice>);
         generations
     });
+    // A crashed task's in-flight leases stop counting after the longest a
+    // request may run, plus a margin.
     let lease = config.limits.request_timeout + Duration::from_secs(30);
     let limiter = Arc::new(Limiter::new(
         config.premium,

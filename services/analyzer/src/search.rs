@@ -362,25 +362,25 @@ impl Retriever<'_> {
             .ok()
     }
 
-    /// The cached entry under `key` and the generation published for the
-    /// tenant, in one Redis round trip; with the in-process cache, nothing
-    /// yet (the entry is read once the generation is known).
+    /// The cached entry under `key`, and with Redis the generation
+    /// published for the tenant, in one round trip. A cache that fails is
+    /// counted and bypassed.
     async fn lookup(&self, tenant: &TenantId, key: &str) -> (Published, Option<Bytes>) {
-        let Some(generations) = self.generations else {
-            return (Published::Unknown, None);
+        let span = analyzer_telemetry::op_span!("cache.get", entry = "search");
+        let found = match self.generations {
+            Some(generations) => generations.lookup(tenant, key).instrument(span).await,
+            None => self
+                .cache
+                .get(tenant, key)
+                .instrument(span)
+                .await
+                .map(|entry| (Published::Unknown, entry)),
         };
-        match generations
-            .lookup(tenant, key)
-            .instrument(analyzer_telemetry::op_span!("cache.get", entry = "search"))
-            .await
-        {
-            Ok(found) => found,
-            Err(e) => {
-                self.stats.bypassed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(error = %e, "cache bypassed");
-                (Published::Unknown, None)
-            }
-        }
+        found.unwrap_or_else(|e| {
+            self.stats.bypassed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(error = %e, "cache bypassed");
+            (Published::Unknown, None)
+        })
     }
 
     /// Run `retrieval` for `tenant`. An unknown collection is a 404; the
@@ -398,7 +398,7 @@ impl Retriever<'_> {
         retrieval: &Retrieval,
     ) -> Result<Retrieved, ServiceError> {
         let key = retrieval.cache_key(self.embedder.model());
-        let (published, mut entry) = self.lookup(tenant, &key).await;
+        let (published, entry) = self.lookup(tenant, &key).await;
         if let (Published::At(generation), Some(found)) = (published, &entry)
             && let Some(hits) = Self::cached_hits(found, generation)
         {
@@ -422,18 +422,6 @@ impl Retriever<'_> {
                 "collection `{}` not found",
                 retrieval.collection
             )));
-        }
-        if self.generations.is_none() {
-            let lookup = self
-                .cache
-                .get(tenant, &key)
-                .instrument(analyzer_telemetry::op_span!("cache.get", entry = "search"))
-                .await;
-            entry = lookup.unwrap_or_else(|e| {
-                self.stats.bypassed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(error = %e, "cache bypassed");
-                None
-            });
         }
         if let Some(found) = &entry
             && let Some(hits) = Self::cached_hits(found, context.generation)

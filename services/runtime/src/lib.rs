@@ -4,3 +4,12 @@
 
 pub mod breaker;
 pub mod lanes;
+
+/// The guard of `mutex`, also when a panic elsewhere poisoned it: every
+/// state kept behind these locks stays valid between statements, so it is
+/// used as it is.
+pub fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

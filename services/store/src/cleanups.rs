@@ -76,9 +76,7 @@ pub(super) struct Unsettled {
 
 impl Unsettled {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, (u64, u64)>> {
-        self.tenants
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        analyzer_runtime::locked(&self.tenants)
     }
 
     pub(super) fn rise(&self, tenant: &TenantId, n: u64) {

@@ -34,9 +34,7 @@ impl Contexts {
     const MAX: usize = 100_000;
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, TenantContexts>> {
-        self.tenants
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        analyzer_runtime::locked(&self.tenants)
     }
 
     /// The stored context, or the epoch to read under.

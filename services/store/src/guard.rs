@@ -99,9 +99,7 @@ impl Guard {
     }
 
     fn contexts(&self) -> std::sync::MutexGuard<'_, KnownContexts> {
-        self.contexts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        analyzer_runtime::locked(&self.contexts)
     }
 }
 

@@ -38,6 +38,7 @@ use fred::prelude::*;
 use fred::types::{Expiration, SetOptions};
 
 use analyzer_domain::tenants::TenantId;
+use analyzer_runtime::locked;
 use analyzer_store::{Db, SearchContext, StoreError, WriteNotice};
 use tokio::sync::oneshot;
 
@@ -185,7 +186,7 @@ impl Generations {
 
     /// Claim the right to publish the tenant's generation, when nothing is
     /// published; the claim to hand to [`Generations::publish`].
-    pub async fn claim(&self, tenant: &TenantId) -> Result<Option<String>, CacheError> {
+    async fn claim(&self, tenant: &TenantId) -> Result<Option<String>, CacheError> {
         let claim = format!("claim:{}", uuid::Uuid::new_v4().simple());
         let set: Option<String> = self
             .redis
@@ -204,7 +205,7 @@ impl Generations {
 
     /// Publish `generation`, read from the database after `claim` was
     /// taken, if no write or restart has removed the claim since.
-    pub async fn publish(
+    async fn publish(
         &self,
         tenant: &TenantId,
         claim: String,
@@ -252,12 +253,6 @@ impl WriteNotice for Generations {
     }
 }
 
-fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -282,19 +277,7 @@ mod tests {
     use super::*;
 
     async fn generations() -> Option<Generations> {
-        let url = std::env::var("REDIS_URL")
-            .ok()
-            .filter(|u| u.starts_with("redis"))
-            .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
-        let redis = RedisCache::connect(&url, Duration::from_secs(2))
-            .await
-            .expect("client");
-        if redis.fast().is_err() {
-            assert!(std::env::var_os("CI").is_none(), "no Redis at {url}");
-            eprintln!("skipped: no Redis at {url}");
-            return None;
-        }
-        Some(Generations::new(Arc::new(redis)))
+        Some(Generations::new(RedisCache::for_tests().await?))
     }
 
     #[tokio::test]

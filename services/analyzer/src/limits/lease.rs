@@ -32,7 +32,9 @@ use std::time::{Duration, Instant};
 use analyzer_domain::tenants::TenantId;
 use tokio::sync::Notify;
 
-use super::{LimitKind, RateState, Refusal, TierLimits, WINDOW, locked};
+use analyzer_runtime::locked;
+
+use super::{LimitKind, RateState, Refusal, TierLimits, WINDOW};
 use crate::cache::{CacheError, RedisCache, Script};
 
 /// How long leased rate tokens may be spent.
@@ -179,19 +181,21 @@ impl Leases {
     ) -> Result<Decision, CacheError> {
         let sizing = Sizing::new(limits, self.tasks, self.lease);
         let lease = self.tenant(tenant);
-        let with = |state| Ok(Ok((Arc::clone(&lease), state)));
+        let granted = |decision: Result<RateState, Refusal>| {
+            Ok(decision.map(|state| (Arc::clone(&lease), state)))
+        };
         // Asking Redis is bounded; waiting is not, but every wake follows
         // an answer from Redis (a grant others spent first, or a refusal
         // this request shares).
         let (mut asked, mut waited) = (0, 0);
         while asked < ASKS && waited < WAITS {
             if let Some(state) = lease.take_leased(&sizing, Instant::now()) {
-                return with(state);
+                return granted(Ok(state));
             }
             if sizing.max_batch < COALESCE_FROM {
                 asked += 1;
                 if let Some(decision) = lease.ask_redis(tenant, &sizing).await? {
-                    return Ok(decision.map(|state| (Arc::clone(&lease), state)));
+                    return granted(decision);
                 }
                 continue;
             }
@@ -200,7 +204,7 @@ impl Leases {
             answered.as_mut().enable();
             let round = lease.round.load(Ordering::Acquire);
             if let Some(state) = lease.take_leased(&sizing, Instant::now()) {
-                return with(state);
+                return granted(Ok(state));
             }
             let Ok(turn) = lease.asking.try_lock() else {
                 waited += 1;
@@ -208,7 +212,7 @@ impl Leases {
                 answered.await;
                 lease.waiting.fetch_sub(1, Ordering::AcqRel);
                 if let Some(refusal) = lease.refused_since(round) {
-                    return Ok(Err(refusal));
+                    return granted(Err(refusal));
                 }
                 continue;
             };
@@ -218,7 +222,7 @@ impl Leases {
             drop(turn);
             lease.answered.notify_waiters();
             if let Some(decision) = decision? {
-                return Ok(decision.map(|state| (Arc::clone(&lease), state)));
+                return granted(decision);
             }
         }
         Err(CacheError(

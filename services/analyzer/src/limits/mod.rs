@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use analyzer_runtime::locked;
 use analyzer_store::gate::DbGate;
 
 use crate::cache::RedisCache;
@@ -156,14 +157,6 @@ impl std::fmt::Debug for Limiter {
             .field("redis", &self.leases.is_some())
             .finish_non_exhaustive()
     }
-}
-
-/// A map's lock; a panic elsewhere while holding it leaves counts that are
-/// still usable.
-fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn tier_index(tier: Tier) -> usize {
@@ -384,26 +377,6 @@ mod tests {
         assert!(limits.admit(&a, Tier::Standard).await.is_ok());
     }
 
-    /// A new client of the development Redis (its own connection, so a
-    /// process of its own in Redis's eyes), or None where there is none.
-    async fn redis() -> Option<Arc<RedisCache>> {
-        let url = std::env::var("REDIS_URL")
-            .ok()
-            .filter(|u| u.starts_with("redis"))
-            .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
-        let redis = Arc::new(
-            RedisCache::connect(&url, Duration::from_secs(2))
-                .await
-                .expect("client"),
-        );
-        if redis.fast().is_err() {
-            assert!(std::env::var_os("CI").is_none(), "no Redis at {url}");
-            eprintln!("skipped: no Redis at {url}");
-            return None;
-        }
-        Some(redis)
-    }
-
     /// A limiter of `tasks` expected tasks on Redis, with the standard
     /// tier at `per_minute` and `cap`.
     fn shared(redis: Arc<RedisCache>, tasks: u32, per_minute: u32, cap: u32) -> Limiter {
@@ -424,7 +397,7 @@ mod tests {
     /// on the connection before the next admission asks.
     #[tokio::test]
     async fn a_released_or_dropped_slot_is_free_in_redis_for_the_next_request() {
-        let Some(redis) = redis().await else {
+        let Some(redis) = RedisCache::for_tests().await else {
             return;
         };
         let limits = shared(redis, 1, 1_000, 1);
@@ -453,7 +426,8 @@ mod tests {
     /// it together, and no less than 98% of it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn processes_leasing_the_budget_in_batches_admit_the_limit_together() {
-        let (Some(one), Some(two)) = (redis().await, redis().await) else {
+        let (Some(one), Some(two)) = (RedisCache::for_tests().await, RedisCache::for_tests().await)
+        else {
             return;
         };
         let fleet = [shared(one, 2, 3_000, 10_000), shared(two, 2, 3_000, 10_000)];
@@ -483,7 +457,7 @@ mod tests {
     /// spent, and none falls back to the local share.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_requests_share_one_ask_and_its_refusal() {
-        let Some(redis) = redis().await else {
+        let Some(redis) = RedisCache::for_tests().await else {
             return;
         };
         let limits = Arc::new(shared(redis, 1, 3_000, 10_000));
@@ -533,7 +507,8 @@ mod tests {
     /// two never hold more than the cap together.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn processes_leasing_slots_in_blocks_never_pass_the_cap_together() {
-        let (Some(one), Some(two)) = (redis().await, redis().await) else {
+        let (Some(one), Some(two)) = (RedisCache::for_tests().await, RedisCache::for_tests().await)
+        else {
             return;
         };
         let [a, b] = [one, two].map(|redis| shared(redis, 2, 1_000_000, 1_000));
