@@ -536,15 +536,18 @@ mod tests {
         let refused = a.admit(&tenant, Tier::Standard).await.map(|_| ());
         assert_eq!(refused.expect_err("full").kind, LimitKind::Concurrency);
         // A's requests end: its slots go back but for its slack, and b
-        // gets them.
+        // gets them once a's give-backs, sent on a's connection, have
+        // reached Redis (b asks on its own, in no order with them).
         held_a.clear();
-        let mut more = 0;
-        while let Ok(permit) = b.admit(&tenant, Tier::Standard).await {
-            held_b.push(permit);
-            more += 1;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while held_b.len() < 1_000 - 20 && std::time::Instant::now() < deadline {
+            while let Ok(permit) = b.admit(&tenant, Tier::Standard).await {
+                held_b.push(permit);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(held_b.len() <= 1_000 - 10, "a keeps its slack");
-        assert!(held_b.len() >= 1_000 - 20, "b got {more} more");
+        assert!(held_b.len() >= 1_000 - 20, "b got {}", held_b.len());
     }
 
     #[tokio::test]
