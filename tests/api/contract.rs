@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use analyzer_tests::node::{available, npm_install, run};
 use analyzer_tests::{Db, Options, start};
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -44,34 +45,6 @@ async fn the_documented_routes_are_the_routes_of_the_openapi_description() {
     assert_eq!(documented, served, "docs/api.md and /openapi.json disagree");
 }
 
-/// Whether a tool can be run; a test without it is skipped with a note,
-/// but under CI (`CI=true`) that is a failure: `.ci/run` installs it.
-fn available(program: &str, arg: &str) -> bool {
-    let found = std::process::Command::new(program)
-        .arg(arg)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").is_err(),
-            "{program} is required under CI=true (.ci/run installs it)"
-        );
-        eprintln!("SKIPPED: {program} is not installed");
-    }
-    found
-}
-
-/// Run a command to success, or fail with its output.
-fn run(command: &mut std::process::Command) {
-    let output = command.output().expect("the command runs");
-    assert!(
-        output.status.success(),
-        "{command:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_served_openapi_description_is_valid_openapi() {
     if !available("openapi-spec-validator", "--version") {
@@ -90,21 +63,7 @@ async fn a_typescript_client_generated_from_the_description_type_checks_and_runs
         return;
     }
     let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("client");
-    // Installed from the lock file when it changed since the last install.
-    let lock = std::fs::read(client.join("package-lock.json")).expect("package-lock.json");
-    let stamp = client.join("node_modules/.installed-from");
-    let digest = {
-        use std::hash::{Hash as _, Hasher as _};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        lock.hash(&mut hasher);
-        hasher.finish().to_string()
-    };
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(digest.as_str()) {
-        run(std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--prefer-offline"])
-            .current_dir(&client));
-        std::fs::write(&stamp, &digest).expect("write the install stamp");
-    }
+    npm_install(&client);
     let env = start(Db::Sqlite, Options::default()).await.expect("start");
     let s = &env.server;
     let spec = s.openapi().await;

@@ -140,6 +140,50 @@ on_both_databases! {
         }
         assert_eq!(csv[&tenants[0].0]["name"], "Alpha, Inc.", "names with commas are quoted");
 
+        // The same report as a download from the API is the CLI's CSV.
+        let download = s
+            .request(reqwest::Method::GET, &format!("/v1/admin/usage?from={FROM}&to={TO}&format=csv"), &admin_token())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(download.status(), 200);
+        let header = |name: &str| download.headers()[name].to_str().expect("ascii").to_owned();
+        assert_eq!(header("content-type"), "text/csv; charset=utf-8");
+        assert_eq!(header("content-disposition"), "attachment; filename=\"usage-2020-01-01-2100-01-02.csv\"");
+        let body = download.text().await.expect("body");
+        let (ok, cli_csv, err) = cli(
+            env.dir.path(),
+            env.pg.as_ref().map(|p| p.url.as_str()),
+            &[],
+            &["usage", "report", "--from", FROM, "--to", TO, "--format", "csv"],
+        );
+        assert!(ok, "{err}");
+        let rows = |text: &str| {
+            // compute_us and the cost move with this very request; the rest is fixed.
+            text.lines().map(|l| cells(l).into_iter().take(7).collect::<Vec<_>>()).collect::<Vec<_>>()
+        };
+        assert_eq!(rows(&body), rows(&cli_csv));
+        let (status, problem) = s.get(&format!("/v1/admin/usage?from={FROM}&to={TO}&format=xml"), &admin_token()).await;
+        assert_eq!((status, problem["code"].as_str()), (400, Some("validation_failed")), "{problem}");
+
+        // Each tenant's own history, hour by hour, adds up to the same counts.
+        for (id, token, chunks) in &tenants {
+            let (status, history) = s.get("/v1/usage/history", token).await;
+            assert_eq!(status, 200, "{history}");
+            let sum = |metric: &str| -> i64 {
+                history["hours"]
+                    .as_array()
+                    .expect("hours")
+                    .iter()
+                    .map(|h| h["counters"][metric].as_i64().unwrap_or(0))
+                    .sum()
+            };
+            assert_eq!(sum("searches"), 20, "{id}: {history}");
+            assert_eq!(sum("analyses"), 5, "{history}");
+            assert_eq!(sum("chunks_ingested"), *chunks, "{history}");
+            assert!(history["from"].as_str().expect("from").ends_with(":00:00Z"), "{history}");
+        }
+
         // A bad period is a 400 problem.
         for query in ["", "?from=2026-11-02&to=2026-11-01", "?from=soon&to=2026-11-01", "?from=2026-11-01&to=2026-11-02&x=1"] {
             let (status, body) = s.get(&format!("/v1/admin/usage{query}"), &admin_token()).await;
@@ -246,4 +290,74 @@ async fn two_processes_writing_into_one_database_add_up() {
     let csv = csv_report(dirs[0].path(), Some(&pg.url));
     assert_eq!(csv[&id]["api_calls"], "90", "{:?}", csv[&id]);
     assert_eq!(csv[&id]["searches"], "90");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_usage_history_is_its_own_by_the_hour_and_bad_periods_are_refused() {
+    let env = start(analyzer_tests::Db::Sqlite, Options::default())
+        .await
+        .expect("start");
+    let s = &env.server;
+    let (_, busy) = s.tenant("Busy", "premium").await;
+    let (_, quiet) = s.tenant("Quiet", "premium").await;
+    for (token, searches) in [(&busy, 3), (&quiet, 1)] {
+        for i in 0..searches {
+            let (status, body) = s
+                .post("/v1/search", token, &json!({"query": format!("q {i}")}))
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+    for (token, searches) in [(&busy, 3), (&quiet, 1)] {
+        let (status, history) = s.get("/v1/usage/history", token).await;
+        assert_eq!(status, 200, "{history}");
+        let hours = history["hours"].as_array().expect("hours");
+        let total: i64 = hours
+            .iter()
+            .map(|h| h["counters"]["searches"].as_i64().unwrap_or(0))
+            .sum();
+        assert_eq!(total, searches, "only the tenant's own: {history}");
+        // The default period: the 24 hours up to the end of this one.
+        let bound = |name: &str| {
+            humantime::parse_rfc3339(history[name].as_str().expect(name)).expect("RFC 3339")
+        };
+        let span = bound("to").duration_since(bound("from")).expect("ordered");
+        assert_eq!(span.as_secs(), 24 * 3600, "{history}");
+        assert!(bound("to") > std::time::SystemTime::now(), "{history}");
+        for hour in hours {
+            assert!(
+                hour["hour"].as_str().expect("hour").ends_with(":00:00Z"),
+                "{hour}"
+            );
+        }
+    }
+
+    let (status, past) = s
+        .get("/v1/usage/history?from=2020-01-01&to=2020-01-02", &busy)
+        .await;
+    assert_eq!(status, 200, "{past}");
+    assert_eq!(
+        past,
+        json!({"from": "2020-01-01T00:00:00Z", "to": "2020-01-03T00:00:00Z", "hours": []})
+    );
+
+    for query in [
+        "?from=soon",
+        "?from=2026-11-02&to=2026-11-01",
+        "?from=2026-01-01&to=2026-02-01",
+        "?from=2026-01-01&to=2026-01-02&x=1",
+    ] {
+        let (status, problem) = s.get(&format!("/v1/usage/history{query}"), &busy).await;
+        assert_eq!(status, 400, "{query}: {problem}");
+        assert_eq!(problem["code"], "validation_failed", "{query}: {problem}");
+    }
+    let (_, long) = s
+        .get("/v1/usage/history?from=2026-01-01&to=2026-02-01", &busy)
+        .await;
+    assert!(
+        long["detail"].as_str().expect("detail").contains("31 days"),
+        "{long}"
+    );
+    let (status, _) = s.get("/v1/usage/history", &admin_token()).await;
+    assert_eq!(status, 403);
 }

@@ -9,6 +9,7 @@ mod cache;
 mod cache_fleet;
 mod cli;
 mod collections;
+mod console;
 mod contract;
 mod export;
 mod faults;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 pub mod fleet;
 pub mod moto;
+pub mod node;
 pub mod openai_wire;
 pub mod otlp;
 pub mod qdrant_wire;

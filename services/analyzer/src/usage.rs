@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use analyzer_domain::tenants::TenantId;
-pub use analyzer_domain::usage::{Pending, Period, current_hour, hour_of, metrics};
+pub use analyzer_domain::usage::{
+    Pending, Period, current_hour, hour_of, hour_rfc3339, metrics, parse_bound,
+};
 use analyzer_store::{Db, StoreError};
 
 /// The in-memory side of the usage counters.

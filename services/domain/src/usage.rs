@@ -77,22 +77,15 @@ impl Period {
     /// period) or RFC 3339 times (`2026-11-01T08:00:00Z`, truncated to the
     /// hour; `to` is the end, not included).
     pub fn parse(from: &str, to: &str) -> Result<Self, String> {
-        let hour = |name: &str, value: &str, end: bool| -> Result<i64, String> {
-            let value = value.trim();
-            let (time, day) = if value.len() == 10 {
-                (format!("{value}T00:00:00Z"), true)
-            } else {
-                (value.to_owned(), false)
-            };
-            let t = humantime::parse_rfc3339_weak(&time).map_err(|_| {
-                format!("{name}: expected a date (2026-11-01) or an RFC 3339 time, got {value:?}")
-            })?;
-            Ok(hour_of(t) + if day && end { 24 } else { 0 })
-        };
-        let period = Self {
-            from: hour("from", from, false)?,
-            to: hour("to", to, true)?,
-        };
+        Self::new(
+            parse_bound("from", from, false)?,
+            parse_bound("to", to, true)?,
+        )
+    }
+
+    /// `[from, to)` in hours, checked as [`Period::parse`] checks it.
+    pub fn new(from: i64, to: i64) -> Result<Self, String> {
+        let period = Self { from, to };
         // RFC 3339 has four-digit years: a bound past the last hour of
         // 9999 could be parsed but not written back into the report.
         if period.to > LATEST_HOUR {
@@ -106,12 +99,35 @@ impl Period {
 
     /// The period's bounds as RFC 3339 times.
     pub fn bounds(&self) -> (String, String) {
-        let at = |hour: i64| {
-            let secs = u64::try_from(hour).unwrap_or(0) * 3600;
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
-        };
-        (at(self.from), at(self.to))
+        (hour_rfc3339(self.from), hour_rfc3339(self.to))
     }
+
+    /// Hours in the period.
+    pub fn hours(&self) -> i64 {
+        self.to - self.from
+    }
+}
+
+/// One bound of a period, `name` as the error names it: a date
+/// (`2026-11-01`; as an `end`, its whole day included) or an RFC 3339
+/// time, truncated to its hour.
+pub fn parse_bound(name: &str, value: &str, end: bool) -> Result<i64, String> {
+    let value = value.trim();
+    let (time, day) = if value.len() == 10 {
+        (format!("{value}T00:00:00Z"), true)
+    } else {
+        (value.to_owned(), false)
+    };
+    let t = humantime::parse_rfc3339_weak(&time).map_err(|_| {
+        format!("{name}: expected a date (2026-11-01) or an RFC 3339 time, got {value:?}")
+    })?;
+    Ok(hour_of(t) + if day && end { 24 } else { 0 })
+}
+
+/// The start of an hour of the ledger as an RFC 3339 time.
+pub fn hour_rfc3339(hour: i64) -> String {
+    let secs = u64::try_from(hour).unwrap_or(0) * 3600;
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
 #[cfg(test)]

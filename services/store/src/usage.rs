@@ -83,6 +83,32 @@ impl Db {
             .collect()
     }
 
+    /// One tenant's ledger over hours `[from, to)`: `(hour, metric, value)`
+    /// by hour, then metric; hours without usage have no rows.
+    pub async fn usage_history(
+        &self,
+        tenant: &TenantId,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        let _quota = self.quota().await;
+        self.guarded(async {
+            let rows = sqlx::query(
+                "SELECT hour, metric, value FROM usage_ledger \
+                 WHERE tenant_id = $1 AND hour >= $2 AND hour < $3 ORDER BY hour, metric",
+            )
+            .bind(tenant.as_str())
+            .bind(from)
+            .bind(to)
+            .fetch_all(self.pool())
+            .await?;
+            rows.iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+                .collect()
+        })
+        .await
+    }
+
     /// A tenant's usage counters.
     pub async fn usage(&self, tenant: &TenantId) -> Result<HashMap<String, i64>, StoreError> {
         let _quota = self.quota().await;

@@ -101,6 +101,9 @@ pub struct Config {
     pub vector_search_ef: Option<usize>,
     /// Browser origins allowed by CORS.
     pub cors_origins: Vec<String>,
+    /// Whether the web console is served at `/console`
+    /// (`ANALYZER_CONSOLE=on|off`, on by default).
+    pub console: bool,
     /// Per-request limits.
     pub limits: RequestLimits,
     /// Bounds of file uploads and their extraction.
@@ -269,6 +272,17 @@ impl Config {
             }
         }
 
+        let console = match env.var("ANALYZER_CONSOLE").as_deref().map(str::trim) {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(invalid(
+                    "ANALYZER_CONSOLE",
+                    format!("expected on or off, got `{other}`"),
+                ));
+            }
+        };
+
         let limits = RequestLimits {
             max_body_bytes: parse_or(env, "ANALYZER_MAX_BODY_BYTES", 10 * 1024 * 1024)?,
             max_batch_documents: parse_or(env, "ANALYZER_MAX_BATCH_DOCUMENTS", 256)?,
@@ -371,6 +385,7 @@ impl Config {
             db_guard: db_guard(env)?,
             jwt,
             cors_origins,
+            console,
             limits,
             uploads,
             chunking,

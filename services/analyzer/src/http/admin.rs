@@ -5,6 +5,7 @@ use std::time::Duration;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderName, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,9 @@ pub struct ReportQuery {
     /// End: a date (its whole day included) or an RFC 3339 time (not
     /// included).
     pub to: Option<String>,
+    /// `json` (the default) or `csv`: one line per tenant, as
+    /// `analyzer usage report --format csv` writes it, as a download.
+    pub format: Option<String>,
 }
 
 /// Usage per tenant over a period, for cost allocation. This task's
@@ -49,15 +53,27 @@ pub struct ReportQuery {
 #[utoipa::path(get, path = "/v1/admin/usage", operation_id = "admin_usage_report", tag = "admin", security(("bearer" = [])),
     params(ReportQuery),
     responses(
-        (status = 200, description = "The report", body = Report),
-        (status = 400, description = "Missing or malformed period"),
+        (status = 200, description = "The report", content(
+            (Report = "application/json"),
+            (String = "text/csv"))),
+        (status = 400, description = "Missing or malformed period, or an unknown format"),
         (status = 403, description = "Not an admin token")))]
 pub(super) async fn usage_report(
     State(state): State<AppState>,
     _: Admin,
     query: Result<Query<ReportQuery>, QueryRejection>,
-) -> Result<Json<Report>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ServiceError::Invalid(e.body_text()))?;
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ServiceError::Invalid(format!(
+                "format: expected json or csv, got {other:?}"
+            ))
+            .into());
+        }
+    };
     let (Some(from), Some(to)) = (query.from, query.to) else {
         return Err(ServiceError::Invalid("give the period as ?from=…&to=…".into()).into());
     };
@@ -68,7 +84,23 @@ pub(super) async fn usage_report(
         .usage_report(period.from, period.to)
         .await
         .map_err(ServiceError::from)?;
-    Ok(Json(Report::from_rows(period, rows)))
+    let report = Report::from_rows(period, rows);
+    if !csv {
+        return Ok(Json(report).into_response());
+    }
+    let name = format!(
+        "attachment; filename=\"usage-{}-{}.csv\"",
+        report.from.get(..10).unwrap_or("from"),
+        report.to.get(..10).unwrap_or("to")
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, name),
+        ],
+        report.to_csv(),
+    )
+        .into_response())
 }
 
 /// `POST /v1/admin/tenants` body.

@@ -6,6 +6,7 @@ mod admin;
 mod analyze;
 mod audit;
 mod collections;
+mod console;
 mod documents;
 pub mod error;
 mod export;
@@ -156,9 +157,12 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
 
-    let public = Router::new()
+    let mut public = Router::new()
         .merge(health::router())
         .merge(openapi::router());
+    if config.console {
+        public = public.merge(console::router());
+    }
 
     let trace = TraceLayer::new_for_http()
         .make_span_with(|req: &Request| {

@@ -33,6 +33,7 @@ use super::AppState;
         super::search::search,
         super::analyze::analyze,
         super::usage::usage,
+        super::usage::history,
         super::me::me,
         super::admin::create,
         super::admin::list,
@@ -343,7 +344,11 @@ mod tests {
     #[test]
     fn query_parameters_are_declared_in_the_query() {
         let spec = ApiDoc::served();
-        for (path, method) in [("/v1/admin/usage", "get"), ("/v1/documents", "get")] {
+        for (path, method) in [
+            ("/v1/admin/usage", "get"),
+            ("/v1/documents", "get"),
+            ("/v1/usage/history", "get"),
+        ] {
             let params = spec["paths"][path][method]["parameters"]
                 .as_array()
                 .expect("parameters");

@@ -6,19 +6,27 @@ use axum::Extension;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::CurrentTenant;
+use super::extract::{ApiQuery, CurrentTenant};
+use crate::error::ServiceError;
 use crate::limits::RateState;
 use crate::limits::TierLimits;
+use crate::usage::{Period, current_hour, hour_rfc3339, parse_bound};
 use analyzer_domain::tenants::Tier;
 
 pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/v1/usage", get(usage))
+    Router::new()
+        .route("/v1/usage", get(usage))
+        .route("/v1/usage/history", get(history))
 }
+
+/// The longest period `/v1/usage/history` answers for: 31 days of hours.
+const HISTORY_MAX_HOURS: i64 = 31 * 24;
 
 /// What a tenant has stored and used.
 #[derive(Debug, Serialize, ToSchema)]
@@ -127,4 +135,103 @@ pub(super) async fn usage(
         counters,
         quotas,
     }))
+}
+
+/// `GET /v1/usage/history` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// Start: a date (`2026-11-01`) or an RFC 3339 time (truncated to the
+    /// hour), included. Default: 23 hours before the current hour.
+    pub from: Option<String>,
+    /// End: a date (its whole day included) or an RFC 3339 time (not
+    /// included). Default: the end of the current hour.
+    pub to: Option<String>,
+}
+
+/// The calling tenant's counters hour by hour.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageHistory {
+    /// Start of the period (included), RFC 3339, on the hour.
+    pub from: String,
+    /// End of the period (not included), RFC 3339, on the hour.
+    pub to: String,
+    /// Each hour of the period with usage, oldest first (hours without
+    /// usage are left out).
+    pub hours: Vec<HourUsage>,
+}
+
+/// One hour of a tenant's usage ledger.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HourUsage {
+    /// The hour's start, RFC 3339.
+    pub hour: String,
+    /// The counters counted in that hour (only those above zero), as in
+    /// the admin usage report: `api_calls`, `searches`, `analyses`,
+    /// `documents_ingested`, `chunks_ingested`, `embedding_tokens`, …
+    pub counters: BTreeMap<String, i64>,
+}
+
+/// The calling tenant's usage ledger hour by hour over a period of at
+/// most 31 days (default: the last 24 hours, this one included). This
+/// task's pending counts are flushed first; other tasks' arrive within
+/// their flush interval (2 s).
+#[utoipa::path(get, path = "/v1/usage/history", operation_id = "usage_history", tag = "usage",
+    security(("bearer" = [])),
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "The tenant's counters by hour", body = UsageHistory),
+        (status = 400, description = "A malformed period, or one longer than 31 days")))]
+pub(super) async fn history(
+    State(state): State<AppState>,
+    CurrentTenant(tenant): CurrentTenant,
+    ApiQuery(query): ApiQuery<HistoryQuery>,
+) -> Result<Json<UsageHistory>, ApiError> {
+    let period = history_period(query.from.as_deref(), query.to.as_deref())?;
+    state.usage.flush(&state.db).await;
+    let rows = state
+        .db
+        .usage_history(&tenant.id, period.from, period.to)
+        .await
+        .map_err(ServiceError::from)?;
+    let mut hours: Vec<HourUsage> = Vec::new();
+    for (hour, metric, value) in rows {
+        let at = hour_rfc3339(hour);
+        if hours.last().is_none_or(|h| h.hour != at) {
+            hours.push(HourUsage {
+                hour: at,
+                counters: BTreeMap::new(),
+            });
+        }
+        if let Some(last) = hours.last_mut() {
+            last.counters.insert(metric, value);
+        }
+    }
+    let (from, to) = period.bounds();
+    Ok(Json(UsageHistory { from, to, hours }))
+}
+
+/// The period a history query asks for, its defaults filled in.
+fn history_period(from: Option<&str>, to: Option<&str>) -> Result<Period, ServiceError> {
+    let period = with_defaults(from, to).map_err(ServiceError::Invalid)?;
+    if period.hours() > HISTORY_MAX_HOURS {
+        return Err(ServiceError::Invalid(format!(
+            "to: the period is {} hours long; at most {HISTORY_MAX_HOURS} (31 days)",
+            period.hours()
+        )));
+    }
+    Ok(period)
+}
+
+fn with_defaults(from: Option<&str>, to: Option<&str>) -> Result<Period, String> {
+    let to = match to {
+        Some(to) => parse_bound("to", to, true)?,
+        None => current_hour() + 1,
+    };
+    let from = match from {
+        Some(from) => parse_bound("from", from, false)?,
+        None => to - 24,
+    };
+    Period::new(from, to)
 }
