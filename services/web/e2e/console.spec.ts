@@ -67,14 +67,49 @@ test("a tenant uploads, lists, searches, analyzes with citations and deletes", a
 test("an upload that fails says which file and why", async ({ page, request }) => {
   const { token } = await tenant(request, "Bad Files Ltd", "standard");
   await page.goto(`/console/#token=${token}`);
-  await page.getByLabel("Upload files").setInputFiles({
-    name: "invoice.pdf",
-    mimeType: "application/pdf",
-    buffer: Buffer.from("plain text pretending to be a PDF"),
+  await expect(page.getByText("No documents in default yet.")).toBeVisible();
+  // Dropped on the drop zone, as a person drags a file from their desktop.
+  const dropped = await page.evaluateHandle(() => {
+    const data = new DataTransfer();
+    data.items.add(new File(["plain text pretending to be a PDF"], "invoice.pdf", { type: "application/pdf" }));
+    return data;
   });
+  await page.locator(".dropzone").dispatchEvent("drop", { dataTransfer: dropped });
   const failed = page.getByRole("list", { name: "Uploads" }).locator("li.failed");
   await expect(failed).toContainText("invoice.pdf");
   await expect(failed.getByRole("alert")).toContainText("unsupported_file");
+});
+
+test("a tenant pages through its documents and edits one's metadata", async ({ page, request }) => {
+  const { token } = await tenant(request, "Many Papers", "premium");
+  const documents = Array.from({ length: 25 }, (_, i) => ({
+    id: `memo-${String(i).padStart(2, "0")}`,
+    text: `Memo number ${i} about the quarterly shipping schedule.`,
+  }));
+  const stored = await request.post("/v1/documents", {
+    headers: { Authorization: `Bearer ${token}` },
+    data: { documents },
+  });
+  expect(stored.status()).toBe(201);
+  await page.goto(`/console/#token=${token}`);
+  const rows = page.locator("table.documents tbody tr");
+  await expect(rows).toHaveCount(20);
+  await page.getByRole("button", { name: "Next page" }).click();
+  await expect(rows).toHaveCount(5);
+  await expect(page.getByRole("button", { name: "Next page" })).toBeDisabled();
+  await page.getByRole("button", { name: "Previous page" }).click();
+  await expect(rows).toHaveCount(20);
+
+  const row = rows.filter({ hasText: "memo-24" });
+  await row.getByRole("button", { name: "Metadata" }).click();
+  const dialog = page.getByRole("dialog", { name: /Metadata of memo-24/ });
+  await dialog.getByRole("textbox").fill("not json");
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await expect(dialog.getByRole("alert")).toContainText("Not JSON");
+  await dialog.getByRole("textbox").fill('{"quarter": 3, "team": "ops"}');
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await expect(dialog).toHaveCount(0);
+  await expect(row).toContainText('{"quarter":3,"team":"ops"}');
 });
 
 test("an operator creates a tenant, creates and revokes a key, reads the audit log and downloads the usage CSV", async ({
@@ -109,14 +144,33 @@ test("an operator creates a tenant, creates and revokes a key, reads the audit l
   const refused = await page.request.get("/v1/me", { headers: { Authorization: `Bearer ${key}` } });
   expect(refused.status()).toBe(401);
 
+  // A token minted here opens the console as the tenant (in another tab).
+  await page.getByRole("button", { name: "Mint a token" }).click();
+  await expect(secret).toHaveText(/^eyJ/);
+  const minted = (await secret.textContent()) ?? "";
+  const tab = await page.context().newPage();
+  await tab.goto(`/console/#token=${minted}`);
+  await expect(tab.getByTestId("who")).toHaveText("Northwind Freight · premium");
+  await tab.close();
+
+  // Tier and status.
+  const status = page.locator(".status");
+  await page.getByLabel("Tier").selectOption("standard");
+  await expect(page.getByLabel("Tier")).toHaveValue("standard");
+  await page.getByRole("button", { name: "Suspend" }).click();
+  await expect(status).toHaveText("suspended");
+  await page.getByRole("button", { name: "Reactivate" }).click();
+  await expect(status).toHaveText("active");
+
   await page.getByRole("link", { name: "Audit log" }).click();
   await page.getByLabel("Tenant id").fill(tenantId);
   await page.getByRole("button", { name: "Filter" }).click();
   const audit = page.locator("table.audit");
-  await expect(audit.getByRole("row")).toHaveCount(4); // the header, then newest first
-  await expect(audit.getByRole("row").nth(1)).toContainText("key.revoke");
-  await expect(audit.getByRole("row").nth(2)).toContainText("key.create");
-  await expect(audit.getByRole("row").nth(3)).toContainText("tenant.create");
+  const actions = ["tenant.reactivate", "tenant.suspend", "tenant.update", "token.mint", "key.revoke", "key.create", "tenant.create"];
+  await expect(audit.getByRole("row")).toHaveCount(actions.length + 1); // the header, then newest first
+  for (const [i, action] of actions.entries()) {
+    await expect(audit.getByRole("row").nth(i + 1)).toContainText(action);
+  }
   await shot(page, "audit");
 
   await page.getByRole("link", { name: "Usage report" }).click();
@@ -131,6 +185,14 @@ test("an operator creates a tenant, creates and revokes a key, reads the audit l
   expect(csv.split("\n")[0]).toMatch(/^tenant_id,name,tier,api_calls/);
   expect(download.suggestedFilename()).toMatch(/^usage-.*\.csv$/);
   await shot(page, "usage-report");
+
+  // Deleting the tenant asks first (accepted here), then lists it as deleted.
+  await page.getByRole("link", { name: "Tenants" }).click();
+  await page.locator(`a[href="/console/admin/tenants/${tenantId}"]`).click();
+  await page.getByRole("button", { name: "Delete tenant" }).click();
+  await expect(page.getByRole("heading", { name: "Tenants" })).toBeVisible();
+  const listed = page.getByRole("row").filter({ hasText: tenantId });
+  await expect(listed).toContainText("deleted");
 });
 
 test("a credential refused by the server returns to sign-in with the problem's detail", async ({
