@@ -2,6 +2,7 @@ import { useEffect, useRef, useState } from "react";
 import { api, call, type Problem, type Schemas } from "../api/client";
 import { analyzeStream } from "../api/stream";
 import { ProblemView } from "../components/ProblemView";
+import { Scope } from "../components/Scope";
 import { useCollections } from "./Collections";
 import { HitView } from "./Search";
 
@@ -98,26 +99,14 @@ export function Analyze() {
           onChange={(e) => setQuestion(e.target.value)}
           placeholder="What are the renewal terms, and when do they apply?"
         />
-        <div className="row">
-          <label>
-            Collection{" "}
-            <select value={collection} onChange={(e) => setCollection(e.target.value)}>
-              {names.map((c) => (
-                <option key={c}>{c}</option>
-              ))}
-            </select>
-          </label>
-          <label>
-            Sources{" "}
-            <input
-              type="number"
-              min={1}
-              max={100}
-              value={topK}
-              onChange={(e) => setTopK(Number(e.target.value))}
-            />
-          </label>
-        </div>
+        <Scope
+          collections={names}
+          collection={collection}
+          onCollection={setCollection}
+          topK={topK}
+          onTopK={setTopK}
+          topKLabel="Sources"
+        />
         <button type="submit" disabled={streaming || !question.trim()}>
           {streaming ? "Answering…" : "Ask"}
         </button>

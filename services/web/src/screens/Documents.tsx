@@ -3,6 +3,7 @@ import { api, call, type Problem, type Schemas } from "../api/client";
 import { uploadFile } from "../api/upload";
 import { Empty } from "../components/Empty";
 import { bytes, when } from "../components/format";
+import { Pager, useCursors } from "../components/Pager";
 import { ProblemView } from "../components/ProblemView";
 import { useCollections } from "./Collections";
 
@@ -24,12 +25,12 @@ interface Upload {
 export function Documents() {
   const { names: collections } = useCollections();
   const [collection, setCollection] = useState("default");
-  const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
+  const pages = useCursors();
+  const { cursor, reset } = pages;
   const [page, setPage] = useState<Listing | null>(null);
   const [problem, setProblem] = useState<Problem | null>(null);
   const [uploads, setUploads] = useState<Upload[]>([]);
   const [editing, setEditing] = useState<Doc | null>(null);
-  const cursor = cursors[cursors.length - 1];
 
   const load = useCallback(async () => {
     const r = await call(
@@ -75,7 +76,7 @@ export function Documents() {
         update(key, { state: "failed", problem: r.problem });
       }
     }
-    setCursors([undefined]);
+    reset();
     await load();
   };
 
@@ -101,7 +102,7 @@ export function Documents() {
             value={collection}
             onChange={(e) => {
               setCollection(e.target.value);
-              setCursors([undefined]);
+              reset();
             }}
           >
             {collections.map((c) => (
@@ -127,7 +128,7 @@ export function Documents() {
         </ul>
       )}
       <ProblemView problem={problem} />
-      {page && page.documents.length === 0 && cursors.length === 1 && (
+      {page && page.documents.length === 0 && pages.onFirst && (
         <Empty title={`No documents in ${collection} yet.`}>
           Upload PDF, Word, HTML, Markdown or text files above; then search them or ask for an
           analysis.
@@ -174,22 +175,7 @@ export function Documents() {
           </tbody>
         </table>
       )}
-      <div className="pager">
-        <button
-          type="button"
-          disabled={cursors.length <= 1}
-          onClick={() => setCursors((c) => c.slice(0, -1))}
-        >
-          Previous page
-        </button>
-        <button
-          type="button"
-          disabled={!page?.next_cursor}
-          onClick={() => page?.next_cursor && setCursors((c) => [...c, page.next_cursor ?? undefined])}
-        >
-          Next page
-        </button>
-      </div>
+      <Pager pages={pages} nextCursor={page?.next_cursor} />
       {editing && (
         <MetadataEditor
           doc={editing}

@@ -3,6 +3,7 @@ import { api, call, type Problem, type Schemas } from "../api/client";
 import { Empty } from "../components/Empty";
 import { type FilterRow, Filters, toFilter } from "../components/Filters";
 import { ProblemView } from "../components/ProblemView";
+import { Scope } from "../components/Scope";
 import { useCollections } from "./Collections";
 
 type Hit = Schemas["Hit"];
@@ -54,26 +55,14 @@ export function Search() {
           onChange={(e) => setQuery(e.target.value)}
           placeholder="renewal terms"
         />
-        <div className="row">
-          <label>
-            Collection{" "}
-            <select value={collection} onChange={(e) => setCollection(e.target.value)}>
-              {names.map((c) => (
-                <option key={c}>{c}</option>
-              ))}
-            </select>
-          </label>
-          <label>
-            Results{" "}
-            <input
-              type="number"
-              min={1}
-              max={100}
-              value={topK}
-              onChange={(e) => setTopK(Number(e.target.value))}
-            />
-          </label>
-        </div>
+        <Scope
+          collections={names}
+          collection={collection}
+          onCollection={setCollection}
+          topK={topK}
+          onTopK={setTopK}
+          topKLabel="Results"
+        />
         <Filters rows={filters} onChange={setFilters} />
         <button type="submit" disabled={busy}>
           {busy ? "Searching…" : "Search"}

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useState } from "react";
 import { api, call, type Problem, type Schemas } from "../../api/client";
 import { Empty } from "../../components/Empty";
 import { when } from "../../components/format";
+import { Pager, useCursors } from "../../components/Pager";
 import { ProblemView } from "../../components/ProblemView";
 
 type Page = Schemas["AuditPage"];
@@ -10,10 +11,10 @@ type Page = Schemas["AuditPage"];
 export function Audit() {
   const [tenant, setTenant] = useState("");
   const [applied, setApplied] = useState("");
-  const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
+  const pages = useCursors();
+  const { cursor, reset } = pages;
   const [page, setPage] = useState<Page | null>(null);
   const [problem, setProblem] = useState<Problem | null>(null);
-  const cursor = cursors[cursors.length - 1];
 
   const load = useCallback(async () => {
     const r = await call(
@@ -42,7 +43,7 @@ export function Audit() {
         onSubmit={(e) => {
           e.preventDefault();
           setApplied(tenant.trim());
-          setCursors([undefined]);
+          reset();
         }}
       >
         <label htmlFor="audit-tenant">Tenant id</label>
@@ -85,22 +86,7 @@ export function Audit() {
           </tbody>
         </table>
       )}
-      <div className="pager">
-        <button
-          type="button"
-          disabled={cursors.length <= 1}
-          onClick={() => setCursors((c) => c.slice(0, -1))}
-        >
-          Newer
-        </button>
-        <button
-          type="button"
-          disabled={!page?.next_cursor}
-          onClick={() => page?.next_cursor && setCursors((c) => [...c, page.next_cursor ?? undefined])}
-        >
-          Older
-        </button>
-      </div>
+      <Pager pages={pages} nextCursor={page?.next_cursor} labels={["Newer", "Older"]} />
     </section>
   );
 }
