@@ -116,8 +116,13 @@ test("an operator creates a tenant, creates and revokes a key, reads the audit l
   page,
 }) => {
   await page.goto("/console/");
-  await page.getByLabel("Token or API key").fill(ADMIN);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  // Signed in with the keyboard alone: the field first, then the button.
+  await page.keyboard.press("Tab");
+  await expect(page.getByLabel("Token or API key")).toBeFocused();
+  await page.keyboard.insertText(ADMIN);
+  await page.keyboard.press("Tab");
+  await expect(page.getByRole("button", { name: "Sign in" })).toBeFocused();
+  await page.keyboard.press("Enter");
   await expect(page.getByTestId("who")).toHaveText("Operator (admin token)");
   await expect(page.getByRole("heading", { name: "Tenants" })).toBeVisible();
 
