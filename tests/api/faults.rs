@@ -16,12 +16,13 @@ const COLLECTION: &str = "analyzer_builtin_words";
 
 const TEXT: &str = "Turbines spin faster when the wind rises over the ridge.";
 
-/// A server whose requests time out after 2 s, so that an ingest its task
-/// left pending is given up on 7 s later, and whose premium tier is not
-/// limited; on a Qdrant peer if given.
+/// A server whose requests (uploads too) time out after 2 s, so that an
+/// ingest its task left pending is given up on 7 s later, and whose
+/// premium tier is not limited; on a Qdrant peer if given.
 async fn server(db: Db, qdrant: Option<&FakeQdrant>) -> Option<Env> {
     let mut env: Vec<(String, String)> = [
         ("ANALYZER_REQUEST_TIMEOUT_SECONDS", "2"),
+        ("ANALYZER_UPLOAD_TIMEOUT_SECONDS", "2"),
         ("ANALYZER_TIER_PREMIUM_REQUESTS_PER_MINUTE", "1000000"),
         ("ANALYZER_TIER_PREMIUM_CONCURRENT_REQUESTS", "1000"),
     ]

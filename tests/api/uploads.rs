@@ -246,3 +246,83 @@ async fn a_reader_that_runs_out_of_memory_costs_its_request_not_the_server() {
         "{page}"
     );
 }
+
+/// Send `body` to `path` over `seconds`, in ten pieces; the status line.
+async fn send_slowly(
+    s: &analyzer_tests::TestServer,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: &[u8],
+    seconds: f64,
+) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let pieces = body.chunks(body.len().div_ceil(10));
+    for piece in pieces {
+        // A server that answered already closes; the answer is read below.
+        if stream.write_all(piece).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs_f64(seconds / 10.0)).await;
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_has_the_upload_timeout_and_other_requests_the_request_timeout() {
+    let options = Options {
+        env: vec![
+            ("ANALYZER_REQUEST_TIMEOUT_SECONDS".into(), "1".into()),
+            ("ANALYZER_UPLOAD_TIMEOUT_SECONDS".into(), "4".into()),
+        ],
+        ..Options::default()
+    };
+    let env = start(analyzer_tests::Db::Sqlite, options)
+        .await
+        .expect("start");
+    let s = &env.server;
+    let (_, token) = s.tenant("Slow Link", "premium").await;
+    let text = b"The ferry leaves the north pier at seven every morning.";
+
+    // Longer than the request timeout, within the upload's: stored.
+    let (content_type, body) = form(
+        &[("ferry.txt", text)],
+        &[("documents", r#"[{"id": "ferry"}]"#)],
+    );
+    let status = send_slowly(s, "/v1/documents", &token, &content_type, &body, 2.0).await;
+    assert!(status.contains(" 201 "), "{status}");
+    let (status, doc) = s.get("/v1/documents/ferry", &token).await;
+    assert_eq!(status, 200, "{doc}");
+
+    // Past the upload's: a 503, and nothing stored.
+    let (content_type, body) = form(
+        &[("late.txt", text)],
+        &[("documents", r#"[{"id": "late"}]"#)],
+    );
+    let status = send_slowly(s, "/v1/documents", &token, &content_type, &body, 6.0).await;
+    assert!(status.contains(" 503 "), "{status}");
+    let (status, _) = s.get("/v1/documents/late", &token).await;
+    assert_eq!(status, 404);
+
+    // A JSON ingest as slow as the first upload: past the request timeout.
+    let json = serde_json::to_vec(&json!({"documents": [{"id": "json", "text": "Slow JSON."}]}))
+        .expect("json");
+    let status = send_slowly(s, "/v1/documents", &token, "application/json", &json, 2.0).await;
+    assert!(status.contains(" 503 "), "{status}");
+    let (status, _) = s.get("/v1/documents/json", &token).await;
+    assert_eq!(status, 404);
+}

@@ -183,7 +183,7 @@ const SWEEP_SETTLE: Duration = Duration::from_secs(10);
 /// [`SWEEP_INTERVAL`]. A pending ingest is given up on once it is older
 /// than the longest a request may run, plus a margin.
 async fn sweep_vector_journal(state: AppState, mut stop: watch::Receiver<bool>) {
-    let abandon_after = state.config.limits.request_timeout + Duration::from_secs(5);
+    let abandon_after = state.config.longest_request() + Duration::from_secs(5);
     let mut ticker = tokio::time::interval(SWEEP_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -353,8 +353,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         db.set_write_notice(Arc::clone(&generations) as Arc<dyn analyzer_store::WriteNotice>);
         generations
     });
-    // A crashed task's in-flight leases stop counting after the longest a
-    // request may run, plus a margin.
+    // A crashed task's in-flight leases stop counting after the request
+    // timeout plus a margin. Not the upload timeout: a crash would then
+    // hold the tenant's slots for minutes; a longer upload's slot may stop
+    // counting when nothing else of its tenant reaches its task meanwhile.
     let lease = config.limits.request_timeout + Duration::from_secs(30);
     let limiter = Arc::new(Limiter::new(
         config.premium,

@@ -30,11 +30,16 @@ pub struct UploadConfig {
     pub memory_bytes: u64,
     /// Children extracting at once in this process; more files wait.
     pub concurrency: usize,
+    /// Longest a file upload (`multipart/form-data` ingest) may take,
+    /// transfer and extraction included; other requests have the request
+    /// timeout.
+    pub request_timeout: Duration,
 }
 
 impl UploadConfig {
     /// The defaults: 50 MiB a file, 100 MiB a request, 2,000 pages,
-    /// 256 MiB expanded, 30 s and 1 GiB a file, 2 at once.
+    /// 256 MiB expanded, 30 s and 1 GiB a file, 2 at once, 5 minutes a
+    /// request.
     pub const DEFAULT: Self = Self {
         max_file_bytes: 50 * 1024 * 1024,
         max_request_bytes: 100 * 1024 * 1024,
@@ -43,6 +48,7 @@ impl UploadConfig {
         timeout: Duration::from_secs(30),
         memory_bytes: 1024 * 1024 * 1024,
         concurrency: 2,
+        request_timeout: Duration::from_secs(300),
     };
 }
 

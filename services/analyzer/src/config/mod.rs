@@ -130,6 +130,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// The longest any request may run: the request timeout, or a file
+    /// upload's when longer. What outlives a request (a pending ingest in
+    /// the vector journal, a concurrency slot) is kept at least this long.
+    pub fn longest_request(&self) -> Duration {
+        self.limits
+            .request_timeout
+            .max(self.uploads.request_timeout)
+    }
+
     /// The store's part: where the database is and how it is used.
     pub fn store(&self) -> analyzer_store::StoreConfig {
         analyzer_store::StoreConfig {
@@ -500,6 +509,11 @@ fn upload_config(env: &dyn Env) -> Result<crate::uploads::UploadConfig, ConfigEr
         )?),
         memory_bytes: parse_or(env, "ANALYZER_EXTRACT_MEMORY_BYTES", defaults.memory_bytes)?,
         concurrency: parse_or(env, "ANALYZER_EXTRACT_CONCURRENCY", defaults.concurrency)?,
+        request_timeout: Duration::from_secs(parse_or(
+            env,
+            "ANALYZER_UPLOAD_TIMEOUT_SECONDS",
+            defaults.request_timeout.as_secs(),
+        )?),
     };
     for (value, name) in [
         (uploads.max_file_bytes, "ANALYZER_MAX_FILE_BYTES"),
@@ -511,6 +525,10 @@ fn upload_config(env: &dyn Env) -> Result<crate::uploads::UploadConfig, ConfigEr
             "ANALYZER_EXTRACT_TIMEOUT_SECONDS",
         ),
         (uploads.concurrency as u64, "ANALYZER_EXTRACT_CONCURRENCY"),
+        (
+            uploads.request_timeout.as_secs(),
+            "ANALYZER_UPLOAD_TIMEOUT_SECONDS",
+        ),
     ] {
         positive(value, name)?;
     }

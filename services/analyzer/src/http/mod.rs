@@ -34,7 +34,6 @@ use opentelemetry::KeyValue;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, OnResponse as _, TraceLayer};
 use tracing::{Instrument as _, Level};
 
@@ -231,9 +230,12 @@ pub fn router(state: AppState) -> Router {
                     problems,
                 ))
                 .layer(cors(&config.cors_origins))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    config.limits.request_timeout,
+                .layer(middleware::from_fn_with_state(
+                    Deadlines {
+                        request: config.limits.request_timeout,
+                        upload: config.uploads.request_timeout,
+                    },
+                    deadline,
                 ))
                 .layer(DefaultBodyLimit::max(config.limits.max_body_bytes))
                 .layer(middleware::from_fn_with_state(
@@ -367,6 +369,28 @@ const OVERSIZED_DRAIN_BYTES: u64 = 16 * 1024 * 1024;
 struct BodyLimits {
     json: u64,
     upload: u64,
+}
+
+/// How long a request may take: a file upload's transfer and extraction
+/// may take longer than any other request.
+#[derive(Debug, Clone, Copy)]
+struct Deadlines {
+    request: Duration,
+    upload: Duration,
+}
+
+/// Answer 503 (a `timeout` problem, by [`problems`]) when a request runs
+/// past its deadline; the handler's work is dropped with it.
+async fn deadline(State(deadlines): State<Deadlines>, req: Request, next: Next) -> Response {
+    let limit = if upload::is_multipart(req.headers()) {
+        deadlines.upload
+    } else {
+        deadlines.request
+    };
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
 }
 
 /// Refuse a body whose declared length is over the limit with a 413 the
