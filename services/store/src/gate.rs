@@ -69,6 +69,12 @@ pub async fn with_db_gate<F: Future>(gate: Arc<DbGate>, f: F) -> F::Output {
     DB_GATE.scope(gate, f).await
 }
 
+/// The gate of the tenant this task is serving, for work it hands to a
+/// task of its own (which does not inherit task-locals).
+pub fn current_db_gate() -> Option<Arc<DbGate>> {
+    DB_GATE.try_with(Arc::clone).ok()
+}
+
 /// A permit for one database call of the tenant being served, if any (none
 /// for admin calls, the CLI and background work).
 pub async fn db_permit(spare: impl FnOnce() -> bool) -> Option<tokio::sync::OwnedSemaphorePermit> {
@@ -102,5 +108,20 @@ mod tests {
         // A returned connection lets the next call through.
         drop(a);
         assert!(gate.acquire(|| false).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn work_handed_to_a_task_of_its_own_can_keep_the_tenants_gate() {
+        assert!(current_db_gate().is_none(), "no tenant outside a request");
+        let gate = Arc::new(DbGate::new(1, 0));
+        let kept = with_db_gate(Arc::clone(&gate), async { current_db_gate() })
+            .await
+            .expect("inside the request");
+        let handed = tokio::spawn(with_db_gate(kept, async {
+            let _permit = db_permit(|| false).await.expect("counted");
+            current_db_gate().map(|g| g.in_use())
+        }));
+        assert_eq!(handed.await.expect("joined"), Some(1));
+        assert_eq!(gate.in_use(), 0);
     }
 }

@@ -39,8 +39,10 @@ use fred::types::{Expiration, SetOptions};
 
 use analyzer_domain::tenants::TenantId;
 use analyzer_runtime::locked;
+use analyzer_store::gate::{current_db_gate, with_db_gate};
 use analyzer_store::{Db, SearchContext, StoreError, WriteNotice};
 use tokio::sync::oneshot;
+use tracing::Instrument as _;
 
 use super::{CacheError, RedisCache, Script, full_key};
 
@@ -123,7 +125,15 @@ impl Generations {
             !std::mem::replace(&mut entry.reading, true)
         };
         if start {
-            tokio::spawn(Arc::clone(self).read_for_waiting(db.clone(), key));
+            // The read is the tenant's (every search it serves is): it keeps
+            // this search's database gate and span.
+            let read = Arc::clone(self)
+                .read_for_waiting(db.clone(), key)
+                .instrument(tracing::Span::current());
+            match current_db_gate() {
+                Some(gate) => tokio::spawn(with_db_gate(gate, read)),
+                None => tokio::spawn(read),
+            };
         }
         match receiver.await {
             Ok(Some(context)) => Ok(context),
