@@ -30,11 +30,8 @@ async fn report(server: &TestServer) -> HashMap<String, Value> {
         .collect()
 }
 
-/// `analyzer usage report --format csv` as rows of name → value.
-fn csv_report(
-    dir: &std::path::Path,
-    database_url: Option<&str>,
-) -> HashMap<String, HashMap<String, String>> {
+/// What `analyzer usage report --format csv` prints.
+fn csv_text(dir: &std::path::Path, database_url: Option<&str>) -> String {
     let (ok, out, err) = cli(
         dir,
         database_url,
@@ -44,6 +41,15 @@ fn csv_report(
         ],
     );
     assert!(ok, "{err}");
+    out
+}
+
+/// `analyzer usage report --format csv` as rows of name → value.
+fn csv_report(
+    dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> HashMap<String, HashMap<String, String>> {
+    let out = csv_text(dir, database_url);
     let mut lines = out.lines();
     let header = cells(lines.next().expect("header"));
     lines
@@ -52,6 +58,16 @@ fn csv_report(
             (cells["tenant_id"].clone(), cells)
         })
         .collect()
+}
+
+/// A counter summed over the hours of a `/v1/usage/history` answer.
+fn history_total(history: &Value, metric: &str) -> i64 {
+    history["hours"]
+        .as_array()
+        .expect("hours")
+        .iter()
+        .map(|h| h["counters"][metric].as_i64().unwrap_or(0))
+        .sum()
 }
 
 /// One CSV line's fields (RFC 4180 quoting).
@@ -151,13 +167,7 @@ on_both_databases! {
         assert_eq!(header("content-type"), "text/csv; charset=utf-8");
         assert_eq!(header("content-disposition"), "attachment; filename=\"usage-2020-01-01-2100-01-02.csv\"");
         let body = download.text().await.expect("body");
-        let (ok, cli_csv, err) = cli(
-            env.dir.path(),
-            env.pg.as_ref().map(|p| p.url.as_str()),
-            &[],
-            &["usage", "report", "--from", FROM, "--to", TO, "--format", "csv"],
-        );
-        assert!(ok, "{err}");
+        let cli_csv = csv_text(env.dir.path(), env.pg.as_ref().map(|p| p.url.as_str()));
         let rows = |text: &str| {
             // compute_us and the cost move with this very request; the rest is fixed.
             text.lines().map(|l| cells(l).into_iter().take(7).collect::<Vec<_>>()).collect::<Vec<_>>()
@@ -170,14 +180,7 @@ on_both_databases! {
         for (id, token, chunks) in &tenants {
             let (status, history) = s.get("/v1/usage/history", token).await;
             assert_eq!(status, 200, "{history}");
-            let sum = |metric: &str| -> i64 {
-                history["hours"]
-                    .as_array()
-                    .expect("hours")
-                    .iter()
-                    .map(|h| h["counters"][metric].as_i64().unwrap_or(0))
-                    .sum()
-            };
+            let sum = |metric: &str| history_total(&history, metric);
             assert_eq!(sum("searches"), 20, "{id}: {history}");
             assert_eq!(sum("analyses"), 5, "{history}");
             assert_eq!(sum("chunks_ingested"), *chunks, "{history}");
@@ -311,12 +314,12 @@ async fn a_tenants_usage_history_is_its_own_by_the_hour_and_bad_periods_are_refu
     for (token, searches) in [(&busy, 3), (&quiet, 1)] {
         let (status, history) = s.get("/v1/usage/history", token).await;
         assert_eq!(status, 200, "{history}");
+        assert_eq!(
+            history_total(&history, "searches"),
+            searches,
+            "only the tenant's own: {history}"
+        );
         let hours = history["hours"].as_array().expect("hours");
-        let total: i64 = hours
-            .iter()
-            .map(|h| h["counters"]["searches"].as_i64().unwrap_or(0))
-            .sum();
-        assert_eq!(total, searches, "only the tenant's own: {history}");
         // The default period: the 24 hours up to the end of this one.
         let bound = |name: &str| {
             humantime::parse_rfc3339(history[name].as_str().expect(name)).expect("RFC 3339")

@@ -131,8 +131,8 @@ pub struct Config {
 
 impl Config {
     /// The longest any request may run: the request timeout, or a file
-    /// upload's when longer. What outlives a request (a pending ingest in
-    /// the vector journal, a concurrency slot) is kept at least this long.
+    /// upload's when longer. A pending ingest in the vector journal is
+    /// kept at least this long before it is given up on.
     pub fn longest_request(&self) -> Duration {
         self.limits
             .request_timeout

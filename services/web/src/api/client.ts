@@ -68,15 +68,17 @@ export function toProblem(body: unknown, response: Response): Problem {
   };
 }
 
+/** A problem the console states itself (status 0 unless it stands for an HTTP one). */
+export function localProblem(code: string, detail: string, status = 0): Problem {
+  return { status, code, detail, errors: [], retryAfter: null };
+}
+
 /** A network failure (the server unreachable) as a problem. */
 export function networkProblem(e: unknown): Problem {
-  return {
-    status: 0,
-    code: "network_error",
-    detail: `The server could not be reached: ${e instanceof Error ? e.message : String(e)}`,
-    errors: [],
-    retryAfter: null,
-  };
+  return localProblem(
+    "network_error",
+    `The server could not be reached: ${e instanceof Error ? e.message : String(e)}`,
+  );
 }
 
 /**

@@ -1,7 +1,7 @@
 // File uploads with progress. fetch cannot report an upload's progress, so
 // this one call goes through XMLHttpRequest; its path and answer are still
 // the generated schema's.
-import { readProblem, type Problem } from "./client";
+import { localProblem, readProblem, type Problem } from "./client";
 import type { paths } from "./schema";
 import { credential, signOut } from "./session";
 
@@ -34,13 +34,7 @@ export function uploadFile(
     xhr.onerror = () =>
       resolve({
         ok: false,
-        problem: {
-          status: 0,
-          code: "network_error",
-          detail: "The upload did not reach the server.",
-          errors: [],
-          retryAfter: null,
-        },
+        problem: localProblem("network_error", "The upload did not reach the server."),
       });
     xhr.onload = async () => {
       const response = new Response(xhr.status === 204 ? null : xhr.responseText, {

@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from "react";
-import { api, call, type Problem, type Schemas } from "../api/client";
+import { api, call, localProblem, type Problem, type Schemas } from "../api/client";
 import { analyzeStream } from "../api/stream";
 import { ProblemView } from "../components/ProblemView";
 import { Scope } from "../components/Scope";
@@ -52,13 +52,13 @@ export function Analyze() {
               setDone(e.data);
               break;
             case "error":
-              setProblem({
-                status: e.data.status ?? 500,
-                code: e.data.code ?? "error",
-                detail: e.data.detail ?? "the analysis failed",
-                errors: [],
-                retryAfter: null,
-              });
+              setProblem(
+                localProblem(
+                  e.data.code ?? "error",
+                  e.data.detail ?? "the analysis failed",
+                  e.data.status ?? 500,
+                ),
+              );
               break;
           }
         },
@@ -69,13 +69,12 @@ export function Analyze() {
       }
     } catch (e) {
       if (!controller.signal.aborted) {
-        setProblem({
-          status: 0,
-          code: "stream_broken",
-          detail: `The answer stopped arriving: ${e instanceof Error ? e.message : String(e)}`,
-          errors: [],
-          retryAfter: null,
-        });
+        setProblem(
+          localProblem(
+            "stream_broken",
+            `The answer stopped arriving: ${e instanceof Error ? e.message : String(e)}`,
+          ),
+        );
       }
     } finally {
       setStreaming(false);
@@ -180,13 +179,13 @@ function CitedChunk(props: {
       if (found) {
         setHit(found);
       } else {
-        setProblem({
-          status: 404,
-          code: "not_found",
-          detail: "This chunk is no longer among the results: the document changed since.",
-          errors: [],
-          retryAfter: null,
-        });
+        setProblem(
+          localProblem(
+            "not_found",
+            "This chunk is no longer among the results: the document changed since.",
+            404,
+          ),
+        );
       }
     })();
   }, [citation, asked]);

@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useRef, useState } from "react";
-import { api, call, type Problem, type Schemas } from "../api/client";
+import { api, call, localProblem, type Problem, type Schemas } from "../api/client";
 import { uploadFile } from "../api/upload";
 import { Empty } from "../components/Empty";
 import { bytes, when } from "../components/format";
@@ -247,13 +247,9 @@ function MetadataEditor({ doc, onClose }: { doc: Doc; onClose: (changed: boolean
     try {
       metadata = JSON.parse(text) as Record<string, unknown>;
     } catch (e) {
-      setProblem({
-        status: 0,
-        code: "malformed_json",
-        detail: `Not JSON: ${e instanceof Error ? e.message : String(e)}`,
-        errors: [],
-        retryAfter: null,
-      });
+      setProblem(
+        localProblem("malformed_json", `Not JSON: ${e instanceof Error ? e.message : String(e)}`),
+      );
       return;
     }
     const r = await call(
